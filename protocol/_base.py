@@ -1,0 +1,207 @@
+"""The message base class: frozen dataclasses that carry batches as numpy arrays.
+
+A message class declares its array fields in ``ARRAYS`` (name -> (dtype, ndim)); every other
+field is a scalar whose annotation (int, float, str, bool, dict[str, int], dict[str, float]) is
+checked on construction. ``__post_init__`` validates, so no invalid message exists on either side
+of a link: a message built here that breaks a rule raises :class:`LocalProtocolError`; the decoder
+turns the same failure on received bytes into :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._errors import LocalProtocolError
+
+__all__ = ["Message", "message_classes", "MAX_LABEL"]
+
+MAX_LABEL = (1 << 14) - 1
+"""Largest spike label: the 14-bit neuron-label field of a BrainScaleS-2 event (bss2_facts.md §1)."""
+
+_REGISTRY: dict[str, type["Message"]] = {}
+
+
+def message_classes() -> dict[str, type["Message"]]:
+    """Every registered message class by its wire tag."""
+    return dict(_REGISTRY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class Message:
+    """Base of every message. Subclasses set ``TAG`` and ``ARRAYS`` and may add ``_check``."""
+
+    TAG: ClassVar[str] = ""
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {}
+    _SCALARS: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if cls.TAG:
+            if cls.TAG in _REGISTRY and _REGISTRY[cls.TAG].__qualname__ != cls.__qualname__:
+                raise TypeError(f"message tag {cls.TAG!r} is used twice")
+            _REGISTRY[cls.TAG] = cls
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        if "_SCALARS" not in cls.__dict__:
+            _resolve_scalars(cls)
+        for name, kind in cls._SCALARS.items():
+            object.__setattr__(self, name, _check_scalar(cls.TAG, name, getattr(self, name), kind))
+        for name, (dtype, ndim) in cls.ARRAYS.items():
+            object.__setattr__(self, name, _check_array(cls.TAG, name, getattr(self, name), dtype, ndim))
+        self._check()
+
+    def _check(self) -> None:
+        """Relations between fields; subclasses raise LocalProtocolError via ``self._fail``."""
+
+    def _fail(self, field: str, problem: str) -> typing.NoReturn:
+        raise LocalProtocolError(self.TAG, field, problem)
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    def _same_length(self, *names: str) -> int:
+        lengths = {n: getattr(self, n).shape[0] for n in names}
+        first = next(iter(lengths.values()))
+        for n, length in lengths.items():
+            if length != first:
+                self._fail(n, f"length {length} differs from {names[0]} length {first}")
+        return first
+
+    def _non_decreasing(self, name: str) -> None:
+        a = getattr(self, name)
+        if a.size > 1:
+            back = np.flatnonzero(a[1:] < a[:-1])
+            if back.size:
+                self._fail(f"{name}[{back[0] + 1}]", "ticks must not decrease")
+
+    def _at_most(self, name: str, bound: int | float, what: str = "") -> None:
+        a = getattr(self, name)
+        if a.size:
+            bad = np.flatnonzero(a.reshape(-1) > bound)
+            if bad.size:
+                idx = np.unravel_index(bad[0], a.shape)
+                where = ",".join(str(int(i)) for i in idx)
+                self._fail(f"{name}[{where}]", f"{what or 'value'} {a[idx]} exceeds {bound}")
+
+    def _at_least(self, name: str, bound: int | float, what: str = "") -> None:
+        a = getattr(self, name)
+        if a.size:
+            bad = np.flatnonzero(a.reshape(-1) < bound)
+            if bad.size:
+                idx = np.unravel_index(bad[0], a.shape)
+                where = ",".join(str(int(i)) for i in idx)
+                self._fail(f"{name}[{where}]", f"{what or 'value'} {a[idx]} is below {bound}")
+
+    # -- value semantics ----------------------------------------------------------------------
+    def fields(self) -> dict[str, Any]:
+        """All fields by name, arrays included."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def n_events(self) -> int:
+        """Spike events this message carries (0 for messages that carry none)."""
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        for name in type(self)._SCALARS:
+            if getattr(self, name) != getattr(other, name):
+                return False
+        for name in type(self).ARRAYS:
+            a, b = getattr(self, name), getattr(other, name)
+            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                parts.append(f"{f.name}=<{v.dtype}{list(v.shape)}>")
+            else:
+                parts.append(f"{f.name}={v!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _resolve_scalars(cls: type[Message]) -> None:
+    hints = typing.get_type_hints(cls)
+    scalars = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in cls.ARRAYS:
+            scalars[f.name] = hints[f.name]
+    cls._SCALARS = scalars
+
+
+def scalar_kinds(cls: type[Message]) -> dict[str, Any]:
+    """Scalar field names and annotated types of a message class."""
+    if "_SCALARS" not in cls.__dict__:
+        _resolve_scalars(cls)
+    return cls._SCALARS
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_scalar(tag: str, name: str, value: Any, kind: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(kind) is dict:
+        _, vkind = typing.get_args(kind)
+        if not isinstance(value, dict):
+            raise LocalProtocolError(tag, name, f"expected a map, got {_type_name(value)}")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise LocalProtocolError(tag, f"{name}[{k!r}]", f"keys must be str, got {_type_name(k)}")
+            out[k] = _check_scalar(tag, f"{name}[{k!r}]", v, vkind)
+        return out
+    else:  # pragma: no cover - a catalogue bug, caught by the round-trip tests
+        raise TypeError(f"{tag}.{name}: unsupported field type {kind!r}")
+    raise LocalProtocolError(tag, name, f"expected {kind.__name__}, got {_type_name(value)}")
+
+
+def _check_array(tag: str, name: str, value: Any, dtype: str, ndim: int) -> np.ndarray:
+    want = np.dtype(dtype)
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif isinstance(value, (list, tuple)):
+        try:
+            arr = np.asarray(value)
+        except ValueError as exc:
+            raise LocalProtocolError(tag, name, f"not a rectangular array: {exc}") from None
+        if arr.size == 0:
+            arr = arr.astype(want)
+    else:
+        raise LocalProtocolError(tag, name, f"expected a numpy array of {want}, got {_type_name(value)}")
+    if arr.ndim != ndim:
+        raise LocalProtocolError(tag, name, f"expected {ndim} dimension(s), got shape {arr.shape}")
+    if arr.dtype != want:
+        if arr.dtype.kind in "iub" and want.kind in "iu":
+            if arr.size and (arr.min() < np.iinfo(want).min or arr.max() > np.iinfo(want).max):
+                raise LocalProtocolError(tag, name, f"values outside the range of {want}")
+            arr = arr.astype(want)
+        elif arr.dtype.kind in "iuf" and want.kind == "f" and np.can_cast(arr.dtype, want, "same_kind"):
+            arr = arr.astype(want)
+        else:
+            raise LocalProtocolError(tag, name, f"expected dtype {want}, got {arr.dtype}")
+    if arr.flags.writeable:
+        arr = arr.view()
+        arr.flags.writeable = False
+    return arr
