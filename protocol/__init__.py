@@ -3,7 +3,7 @@
 Import what you need from here; the private modules may move.
 """
 
-from ._base import MAX_LABEL, Message, message_classes
+from ._base import MAX_LABEL, MAX_MAP_LEN, MAX_STR_BYTES, FrozenDict, Message, message_classes
 from ._codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_HEADER_BYTES,
@@ -19,7 +19,7 @@ from ._messages import __all__ as _message_names
 from ._time import ACCELERATION, TICK_NS, TICKS_PER_US, bio_ms_to_us, ticks_to_us, us_to_bio_ms, us_to_ticks
 
 __all__ = [
-    "MAX_LABEL", "Message", "message_classes",
+    "MAX_LABEL", "MAX_MAP_LEN", "MAX_STR_BYTES", "FrozenDict", "Message", "message_classes",
     "DEFAULT_MAX_FRAME_BYTES", "FRAME_HEADER_BYTES", "FrameReader",
     "decode", "decode_body", "encode", "encode_body",
     "ChipLimitError", "LocalProtocolError", "NeurosplitError", "ProtocolError", "RemoteProtocolError",

@@ -18,10 +18,32 @@ import numpy as np
 
 from ._errors import LocalProtocolError
 
-__all__ = ["Message", "message_classes", "MAX_LABEL"]
+__all__ = ["Message", "message_classes", "MAX_LABEL", "MAX_STR_BYTES", "MAX_MAP_LEN", "FrozenDict"]
 
 MAX_LABEL = (1 << 14) - 1
 """Largest spike label: the 14-bit neuron-label field of a BrainScaleS-2 event (bss2_facts.md §1)."""
+
+MAX_STR_BYTES = 4096
+"""Longest string field (and map key) in UTF-8 bytes; the decoder refuses longer ones."""
+
+MAX_MAP_LEN = 256
+"""Most entries of a map field; the decoder refuses more."""
+
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what a msgpack int can hold
+
+
+class FrozenDict(dict):
+    """The map fields of a frozen message: a dict (json and msgpack take it as one) that refuses changes."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        raise TypeError("a message's map fields are read-only; build a new message instead")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:  # pickle and deepcopy would otherwise refill it item by item
+        return (type(self), (dict(self),))
 
 _REGISTRY: dict[str, type["Message"]] = {}
 
@@ -108,7 +130,7 @@ class Message:
         if type(other) is not type(self):
             return NotImplemented
         for name in type(self)._SCALARS:
-            if getattr(self, name) != getattr(other, name):
+            if not _same_scalar(getattr(self, name), getattr(other, name)):
                 return False
         for name in type(self).ARRAYS:
             a, b = getattr(self, name), getattr(other, name)
@@ -145,8 +167,27 @@ def scalar_kinds(cls: type[Message]) -> dict[str, Any]:
     return cls._SCALARS
 
 
+def _same_scalar(a: Any, b: Any) -> bool:
+    """Equality that, like the array comparison, counts NaN equal to NaN (a diverged loss is a value)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_scalar(v, b[k]) for k, v in a.items())
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return type(a) is type(b) and a == b
+
+
 def _type_name(value: Any) -> str:
     return type(value).__name__
+
+
+def _check_str(tag: str, name: str, value: str) -> str:
+    try:
+        n_bytes = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(tag, name, f"not encodable as UTF-8: {exc.reason} at {exc.start}") from None
+    if n_bytes > MAX_STR_BYTES:
+        raise LocalProtocolError(tag, name, f"string of {n_bytes} UTF-8 bytes exceeds {MAX_STR_BYTES}")
+    return str(value)
 
 
 def _check_scalar(tag: str, name: str, value: Any, kind: Any) -> Any:
@@ -155,23 +196,28 @@ def _check_scalar(tag: str, name: str, value: Any, kind: Any) -> Any:
             return bool(value)
     elif kind is int:
         if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            if not _INT_MIN <= value <= _INT_MAX:
+                raise LocalProtocolError(tag, name, f"{value} does not fit a msgpack int [-2**63, 2**64 - 1]")
             return int(value)
     elif kind is float:
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
             return float(value)
     elif kind is str:
         if isinstance(value, str):
-            return value
+            return _check_str(tag, name, value)
     elif typing.get_origin(kind) is dict:
         _, vkind = typing.get_args(kind)
         if not isinstance(value, dict):
             raise LocalProtocolError(tag, name, f"expected a map, got {_type_name(value)}")
+        if len(value) > MAX_MAP_LEN:
+            raise LocalProtocolError(tag, name, f"map of {len(value)} entries exceeds {MAX_MAP_LEN}")
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise LocalProtocolError(tag, f"{name}[{k!r}]", f"keys must be str, got {_type_name(k)}")
+            k = _check_str(tag, f"{name}[{k!r}]", k)
             out[k] = _check_scalar(tag, f"{name}[{k!r}]", v, vkind)
-        return out
+        return FrozenDict(out)
     else:  # pragma: no cover - a catalogue bug, caught by the round-trip tests
         raise TypeError(f"{tag}.{name}: unsupported field type {kind!r}")
     raise LocalProtocolError(tag, name, f"expected {kind.__name__}, got {_type_name(value)}")
