@@ -190,7 +190,8 @@ class RunRequest(Message):
 
     cadc_period_ticks: period of all-neuron membrane samples (0: none). madc_neuron: neuron whose
     membrane is traced at the MADC rate (-1: none). learn: deliver the run's spikes to the
-    plasticity processor, which answers with a LearnResult after a TrainStep.
+    plasticity processor, which answers with a LearnResult after a TrainStep. record_spikes:
+    send the recorded spikes up to the host (off for on-chip learning, where only metrics go up).
     """
 
     TAG: ClassVar[str] = "run_request"
@@ -200,6 +201,7 @@ class RunRequest(Message):
     cadc_period_ticks: int = 0
     madc_neuron: int = -1
     learn: bool = False
+    record_spikes: bool = True
 
     def _check(self) -> None:
         if self.run_id < 0:
@@ -301,20 +303,24 @@ class NeuronTrace(Message):
 class ConfigureLearning(Message):
     """What the learner optimises. loss: 'ttfs' (first-spike cross entropy) or 'mse' (spike times).
     input_label: uint16[k] labels of the network inputs, in model order; hidden_neuron and
-    output_neuron: uint16 circuit indices in model order. params: loss and optimiser
-    hyperparameters (times in hardware microseconds), as documented in docs/protocol.md."""
+    output_neuron: uint16 circuit indices in model order. trainable: uint8[s, n] 1 where the
+    synapse from source s (inputs, then hidden, then output neurons) to model neuron n learns.
+    params: loss and optimiser hyperparameters (times in hardware microseconds), as documented
+    in docs/protocol.md."""
 
     TAG: ClassVar[str] = "configure_learning"
     ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {
         "input_label": ("uint16", 1),
         "hidden_neuron": ("uint16", 1),
         "output_neuron": ("uint16", 1),
+        "trainable": ("uint8", 2),
     }
     loss: str
     optimiser: str
     input_label: np.ndarray
     hidden_neuron: np.ndarray
     output_neuron: np.ndarray
+    trainable: np.ndarray
     params: dict[str, float] = field(default_factory=dict)
 
     def _check(self) -> None:
@@ -323,6 +329,10 @@ class ConfigureLearning(Message):
         if self.optimiser not in ("adam", "sgd"):
             self._fail("optimiser", f"unknown optimiser {self.optimiser!r}, expected 'adam' or 'sgd'")
         self._at_most("input_label", MAX_LABEL, "label")
+        n_model = self.hidden_neuron.shape[0] + self.output_neuron.shape[0]
+        if self.trainable.shape != (self.input_label.shape[0] + n_model, n_model):
+            self._fail("trainable", f"shape {self.trainable.shape} is not (inputs + neurons, neurons) = "
+                       f"({self.input_label.shape[0] + n_model}, {n_model})")
 
 
 @_frozen

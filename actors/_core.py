@@ -1,0 +1,73 @@
+"""The analog core actor: moves messages in and out of chip.AnalogCore."""
+
+from __future__ import annotations
+
+import trio
+
+from ..chip import AnalogCore, CoreConfig
+from ..protocol import (
+    PROTOCOL_VERSION,
+    ChipLimitError,
+    ConfigureNeurons,
+    ConfigureRows,
+    Error,
+    Hello,
+    Message,
+    ReadWeights,
+    RunRequest,
+    Shutdown,
+    SpikeBatch,
+    WriteWeights,
+)
+from ._actor import Actor
+from ._link import LinkEnd
+
+__all__ = ["CoreActor", "CoreConfig"]
+
+
+class CoreActor(Actor):
+    """Links: ``router`` (configuration, playback in; spikes, samples out) and ``synram`` (the PPU's
+    weight reads and writes)."""
+
+    name = "core"
+
+    def __init__(self, router: LinkEnd, synram: LinkEnd, config: CoreConfig = CoreConfig(), *,
+                 chip_seed: int = 0, seed: int = 0) -> None:
+        super().__init__({"router": router, "synram": synram})
+        self.model = AnalogCore(config, chip_seed=chip_seed, seed=seed)
+        self.log = self.log.bind(chip_seed=chip_seed)
+        self.dropped_total: dict[str, int] = {}
+
+    async def handle(self, link: str, msg: Message) -> None:
+        reply_to = self.links[link]
+        try:
+            if isinstance(msg, Hello):
+                await reply_to.send(Hello(protocol_version=PROTOCOL_VERSION, role="core", chip_id=self.model.chip_seed))
+            elif isinstance(msg, ConfigureNeurons):
+                self.model.configure_neurons(msg)
+                self.log.info("neurons_configured", n=int(msg.neuron.size))
+            elif isinstance(msg, ConfigureRows):
+                self.model.configure_rows(msg)
+            elif isinstance(msg, WriteWeights):
+                await reply_to.send(self.model.write_weights(msg))
+            elif isinstance(msg, ReadWeights):
+                await reply_to.send(self.model.read_weights(msg))
+            elif isinstance(msg, RunRequest):
+                self.model.start_run(msg)
+            elif isinstance(msg, SpikeBatch):
+                # The integrators are numba kernels that release the GIL: run them off the event
+                # loop so the other actors keep moving while the core computes.
+                replies = await trio.to_thread.run_sync(self.model.feed, msg)
+                for reply in replies:
+                    await reply_to.send(reply)
+            elif isinstance(msg, Shutdown):
+                self.stop()
+            else:
+                await reply_to.send(Error(fault="remote", in_reply_to=msg.TAG,
+                                          message=f"core: cannot handle {msg.TAG}"))
+        except ChipLimitError as exc:
+            await reply_to.send(Error(fault="chip-limit", in_reply_to=msg.TAG, message=str(exc),
+                                      run_id=getattr(msg, "run_id", -1)))
+        except ValueError as exc:
+            await reply_to.send(Error(fault="remote", in_reply_to=msg.TAG, message=str(exc),
+                                      run_id=getattr(msg, "run_id", -1)))

@@ -1,0 +1,119 @@
+"""Links: two bounded byte channels between two actors, counting what crosses them.
+
+Every message crosses a link as an encoded frame, even inside one process, so the counters hold
+what a wire would carry. A link's buffers are bounded (``buffer`` frames per direction, 0 makes
+each send a rendezvous): they stand for the finite buffers of the hardware and give backpressure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import trio
+
+from ..protocol import DEFAULT_MAX_FRAME_BYTES, Message, RemoteProtocolError, decode, encode
+
+__all__ = ["Link", "LinkEnd", "DirectionStats", "open_link"]
+
+
+@dataclass
+class DirectionStats:
+    """Counters of one direction of a link. bytes are whole frames (frame header included)."""
+
+    messages: int = 0
+    bytes: int = 0
+    events: int = 0
+    by_tag: dict[str, list[int]] = field(default_factory=dict)  # tag -> [messages, bytes, events]
+    rejected_frames: int = 0
+    peak_depth: int = 0
+
+    def count(self, tag: str, n_bytes: int, n_events: int) -> None:
+        self.messages += 1
+        self.bytes += n_bytes
+        self.events += n_events
+        row = self.by_tag.setdefault(tag, [0, 0, 0])
+        row[0] += 1
+        row[1] += n_bytes
+        row[2] += n_events
+
+    def as_dict(self) -> dict:
+        return {
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "events": self.events,
+            "rejected_frames": self.rejected_frames,
+            "peak_depth": self.peak_depth,
+            "by_type": {t: {"messages": m, "bytes": b, "events": e} for t, (m, b, e) in sorted(self.by_tag.items())},
+        }
+
+
+class LinkEnd:
+    """One actor's end of a link: sends on one direction, receives on the other."""
+
+    def __init__(self, link: "Link", out_dir: str, send: trio.MemorySendChannel, receive: trio.MemoryReceiveChannel,
+                 max_frame_bytes: int) -> None:
+        self.link = link
+        self.out_dir = out_dir
+        self.in_dir = "up" if out_dir == "down" else "down"
+        self._send = send
+        self._receive = receive
+        self._max_frame_bytes = max_frame_bytes
+
+    @property
+    def name(self) -> str:
+        return self.link.name
+
+    async def send(self, msg: Message) -> None:
+        """Encode ``msg`` and send its frame; waits while the link's buffer is full."""
+        frame = encode(msg)
+        self.link.stats[self.out_dir].count(msg.TAG, len(frame), msg.n_events())
+        await self._send_counted_frame(frame)
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Send raw bytes as one frame, uncounted by type: for fault injection and replay."""
+        self.link.stats[self.out_dir].count("<raw>", len(frame), 0)
+        await self._send_counted_frame(frame)
+
+    async def _send_counted_frame(self, frame: bytes) -> None:
+        stats = self.link.stats[self.out_dir]
+        depth = self._send.statistics().current_buffer_used + 1
+        if depth > stats.peak_depth:
+            stats.peak_depth = depth
+        await self._send.send(frame)
+
+    async def receive(self) -> Message:
+        """The next message; raises RemoteProtocolError for a bad frame (the link stays usable)
+        and trio.EndOfChannel once the peer has closed its end."""
+        frame = await self._receive.receive()
+        try:
+            return decode(frame, self._max_frame_bytes)
+        except RemoteProtocolError:
+            self.link.stats[self.in_dir].rejected_frames += 1
+            raise
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+
+
+class Link:
+    """A named, bidirectional link. ``down`` runs from the host side (``a``) to the chip side (``b``)."""
+
+    def __init__(self, name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if buffer != math.inf and (buffer < 0 or int(buffer) != buffer):
+            raise ValueError(f"buffer must be a non-negative integer, got {buffer}")
+        self.name = name
+        self.buffer = buffer
+        self.stats = {"down": DirectionStats(), "up": DirectionStats()}
+        down_send, down_recv = trio.open_memory_channel[bytes](buffer)
+        up_send, up_recv = trio.open_memory_channel[bytes](buffer)
+        self.a = LinkEnd(self, "down", down_send, up_recv, max_frame_bytes)
+        self.b = LinkEnd(self, "up", up_send, down_recv, max_frame_bytes)
+
+    def statistics(self) -> dict:
+        return {d: s.as_dict() for d, s in self.stats.items()}
+
+
+def open_link(name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Link:
+    """A new in-process link; ``link.a`` is the host-side end, ``link.b`` the chip-side end."""
+    return Link(name, buffer, max_frame_bytes)

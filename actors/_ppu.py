@@ -1,0 +1,200 @@
+"""The plasticity processor: EventProp on chip, from the spikes the router hands it.
+
+Its serve loop only files messages away (spike events by run, replies from the core); a worker
+task takes the learning jobs in the order the host sent them, waits for each run's data to be
+complete, computes the update with chip.Learner and writes the changed synapse rows into the
+core, and only after the core confirms the write does it report the LearnResult up. So the next
+run the host starts always sees the new weights, however the actors are scheduled.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import trio
+
+from ..chip import NEURON_LABEL_BASE, Learner, LearnerConfig, NeuronParams, RowMap
+from ..protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    ConfigureLearning,
+    ConfigureNeurons,
+    ConfigureRows,
+    Error,
+    Gradients,
+    Hello,
+    LearnResult,
+    Message,
+    ReadWeights,
+    RunComplete,
+    RunRequest,
+    Shutdown,
+    SpikeBatch,
+    TICKS_PER_US,
+    TrainStep,
+    Weights,
+    WriteWeights,
+)
+from ._actor import Actor
+from ._link import LinkEnd
+
+__all__ = ["PpuActor", "PpuConfig", "PPU_MEMORY_BYTES"]
+
+PPU_MEMORY_BYTES = 16 * 1024
+"""SRAM of one BrainScaleS-2 PPU core for code and data (bss2_facts.md §6)."""
+
+
+@dataclass(frozen=True)
+class PpuConfig:
+    """fixed_point_bits: 0 for float64 accumulators, else the signed fixed-point width the PPU
+    keeps gradients and optimiser moments in (frac bits: fixed_point_frac_bits)."""
+
+    fixed_point_bits: int = 0
+    fixed_point_frac_bits: int = 12
+
+
+@dataclass
+class _RunData:
+    request: RunRequest
+    t: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+    sample: list = field(default_factory=list)
+    complete: trio.Event = field(default_factory=trio.Event)
+
+    def events(self):
+        if not self.t:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.uint32)
+        return np.concatenate(self.t), np.concatenate(self.label), np.concatenate(self.sample)
+
+
+class PpuActor(Actor):
+    """Links: ``router`` (spikes in, results up) and ``synram`` (weights to/from the core)."""
+
+    name = "ppu"
+
+    def __init__(self, router: LinkEnd, synram: LinkEnd, config: PpuConfig = PpuConfig(), seed: int = 0) -> None:
+        super().__init__({"router": router, "synram": synram})
+        self.config = config
+        self.seed = seed
+        self._targets: dict[str, np.ndarray] = {}
+        self._row_label = np.full(256, -1, np.int64)
+        self._row_sign = np.zeros(256, np.int8)
+        self._runs: dict[int, _RunData] = {}
+        self._jobs_send, self._jobs_recv = trio.open_memory_channel[Message](float("inf"))
+        self._replies: dict[int, tuple[trio.Event, list]] = {}
+        self._ids = itertools.count(1 << 30)
+        self.learner: Learner | None = None
+
+    async def handle(self, link: str, msg: Message) -> None:
+        if link == "synram":
+            if isinstance(msg, (Ack, Weights)) and msg.request_id in self._replies:
+                event, box = self._replies.pop(msg.request_id)
+                box.append(msg)
+                event.set()
+            elif isinstance(msg, Error):
+                await self.links["router"].send(msg)
+            return
+        if isinstance(msg, Hello):
+            await self.links["router"].send(Hello(protocol_version=PROTOCOL_VERSION, role="ppu"))
+        elif isinstance(msg, ConfigureNeurons):
+            for name in NeuronParams._fields:
+                self._targets.setdefault(name, np.full(512, np.nan))[msg.neuron] = getattr(msg, name)
+        elif isinstance(msg, ConfigureRows):
+            self._row_label[msg.row] = msg.source_label
+            self._row_sign[msg.row] = msg.sign
+        elif isinstance(msg, RunRequest):
+            self._runs[msg.run_id] = _RunData(msg)
+        elif isinstance(msg, SpikeBatch) and msg.run_id in self._runs:
+            run = self._runs[msg.run_id]
+            run.t.append(msg.t_ticks)
+            run.label.append(msg.label)
+            run.sample.append(msg.sample)
+        elif isinstance(msg, RunComplete) and msg.run_id in self._runs:
+            self._runs[msg.run_id].complete.set()
+        elif isinstance(msg, (ConfigureLearning, TrainStep)):
+            self._jobs_send.send_nowait(msg)
+        elif isinstance(msg, Shutdown):
+            self.stop()
+        else:
+            await self.links["router"].send(Error(fault="remote", in_reply_to=msg.TAG,
+                                                  message=f"ppu: cannot handle {msg.TAG}"))
+
+    async def work(self) -> None:
+        async for job in self._jobs_recv:
+            if isinstance(job, ConfigureLearning):
+                await self._configure(job)
+            else:
+                await self._train_step(job)
+
+    async def _request(self, msg_factory) -> Message:
+        rid = next(self._ids)
+        event, box = trio.Event(), []
+        self._replies[rid] = (event, box)
+        await self.links["synram"].send(msg_factory(rid))
+        await event.wait()
+        return box[0]
+
+    async def _configure(self, cfg: ConfigureLearning) -> None:
+        circuits = np.concatenate([cfg.hidden_neuron, cfg.output_neuron]).astype(np.int64)
+        if "tau_mem_us" not in self._targets or np.isnan(self._targets["tau_mem_us"][circuits]).any():
+            await self.links["router"].send(Error(fault="remote", in_reply_to="configure_learning",
+                                                  message="configure_learning: neurons must be configured first"))
+            return
+        params = NeuronParams(*(np.ascontiguousarray(self._targets[f][circuits]) for f in NeuronParams._fields))
+        sources = np.concatenate([cfg.input_label.astype(np.int64), NEURON_LABEL_BASE + circuits])
+        exc = np.array([_find_row(self._row_label, self._row_sign, lab, +1) for lab in sources], np.int64)
+        inh = np.array([_find_row(self._row_label, self._row_sign, lab, -1) for lab in sources], np.int64)
+        used_rows = np.concatenate([exc[exc >= 0], inh[inh >= 0]]).astype(np.uint16)
+        reply = await self._request(lambda rid: ReadWeights(request_id=rid, row=used_rows, column=circuits.astype(np.uint16)))
+        codes = np.zeros((len(sources), len(circuits)))
+        stored = {int(r): reply.weight[i].astype(np.float64) for i, r in enumerate(reply.row)}
+        for s in range(len(sources)):
+            if exc[s] >= 0:
+                codes[s] += stored[int(exc[s])]
+            if inh[s] >= 0:
+                codes[s] -= stored[int(inh[s])]
+        mask = cfg.trainable.astype(bool)
+        p = dict(cfg.params)
+        config = LearnerConfig(loss=cfg.loss, lr=p.pop("lr", 0.05), beta1=p.pop("beta1", 0.9),
+                               beta2=p.pop("beta2", 0.999), eps=p.pop("eps", 1e-8), grad_clip=p.pop("grad_clip", 0.0),
+                               fixed_point_bits=self.config.fixed_point_bits,
+                               fixed_point_frac_bits=self.config.fixed_point_frac_bits, loss_params=p)
+        self.learner = Learner(params, cfg.input_label, circuits,
+                               np.arange(len(cfg.hidden_neuron), len(circuits)), RowMap(exc, inh, circuits),
+                               codes, mask, config)
+        self.log.info("learning_configured", n_inputs=len(cfg.input_label), n_neurons=len(circuits),
+                      working_set_bytes=self.learner.working_set_bytes())
+
+    async def _train_step(self, step: TrainStep) -> None:
+        router = self.links["router"]
+        run = self._runs.get(step.run_id)
+        if run is None or self.learner is None:
+            why = "learning is not configured" if self.learner is None else f"no run {step.run_id} was delivered"
+            await router.send(Error(fault="remote", in_reply_to="train_step", run_id=step.run_id, message=f"train_step: {why}"))
+            return
+        await run.complete.wait()
+        del self._runs[step.run_id]
+        req = run.request
+        t, label, sample = run.events()
+        inputs, spikes = self.learner.spikes_from_ticks(t, label, sample, req.sample_ticks)
+        t_end_us = req.sample_ticks / TICKS_PER_US
+        outcome = self.learner.step(inputs, spikes, step.label, req.n_samples, t_end_us, apply=step.apply_update)
+        if outcome.write_rows.size:
+            circuits = self.learner.rows.column.astype(np.uint16)
+            await self._request(lambda rid: WriteWeights(request_id=rid, row=outcome.write_rows.astype(np.uint16),
+                                                         column=circuits, weight=outcome.write_codes))
+        if step.report_gradients:
+            await router.send(Gradients(run_id=step.run_id, loss=outcome.loss.loss, grad=outcome.grad_codes))
+        await router.send(LearnResult(
+            run_id=step.run_id, loss=outcome.loss.loss, n_correct=int(outcome.loss.correct.sum()),
+            n_samples=req.n_samples, spike_count=outcome.spike_count,
+            metrics={"ppu_working_set_bytes": float(self.learner.working_set_bytes(len(t))),
+                     "ppu_memory_bytes": float(PPU_MEMORY_BYTES),
+                     "adjoint_guard_count": float(outcome.guard_count)}))
+
+
+def _find_row(row_label: np.ndarray, row_sign: np.ndarray, label: int, sign: int) -> int:
+    hits = np.flatnonzero((row_label == label) & (row_sign == sign))
+    return int(hits[0]) if hits.size else -1

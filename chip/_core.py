@@ -1,0 +1,267 @@
+"""The analog core as plain compute: configuration, synapse array, runs in, spikes and samples out.
+
+``AnalogCore`` owns one die (the chip seed's device mismatch), the configured neuron circuits and
+the synapse array. It is fed protocol messages and returns protocol messages; the core actor only
+moves them. A run's samples are simulated as soon as the router's horizon has passed their end:
+each sample starts from rest and its trial noise is drawn per (seed, run, sample), so the spikes
+never depend on how the router cut the playback into chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..protocol import (
+    TICKS_PER_US,
+    Ack,
+    ChipLimitError,
+    ConfigureNeurons,
+    ConfigureRows,
+    MembraneSamples,
+    Message,
+    NeuronTrace,
+    ReadWeights,
+    RunComplete,
+    RunRequest,
+    SpikeBatch,
+    Weights,
+    WriteWeights,
+)
+from ._adc import CADC_MIN_PERIOD_TICKS, cadc_read, madc_read, madc_sample_ticks
+from ._lif_event import simulate_events
+from ._mismatch import (
+    CADC_NOISE_STREAM,
+    MADC_NOISE_STREAM,
+    MismatchSpec,
+    draw_die,
+    nominal_codes,
+    realised_params,
+    threshold_jitter,
+)
+from ._params import N_NEURONS, N_ROWS, NEURON_LABEL_BASE, NeuronParams
+from ._synapses import SynapseArray, effective_weights
+
+__all__ = ["CoreConfig", "AnalogCore"]
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """mismatch: magnitudes of device mismatch and noise (MismatchSpec.ideal() for a perfect chip).
+    calibrate: run the calibration when neurons are configured (else nominal codes are used).
+    max_spikes_per_sample: cap against runaway activity (None: the integrator's default)."""
+
+    mismatch: MismatchSpec = field(default_factory=MismatchSpec)
+    calibrate: bool = True
+    max_spikes_per_sample: int | None = None
+
+
+@dataclass
+class _Run:
+    request: RunRequest
+    jitter: np.ndarray  # float64[n_samples, n] threshold offsets
+    t: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+    sample: list = field(default_factory=list)
+    next_sample: int = 0
+    events_in: int = 0
+    events_out: int = 0
+
+
+class AnalogCore:
+    """One emulated analog core. ``handle(msg)`` returns the messages to send back."""
+
+    def __init__(self, config: CoreConfig = CoreConfig(), chip_seed: int = 0, seed: int = 0) -> None:
+        self.config = config
+        self.chip_seed = chip_seed
+        self.seed = seed
+        self.die = draw_die(chip_seed, config.mismatch)
+        self.array = SynapseArray.empty()
+        self.targets = {name: np.full(N_NEURONS, np.nan) for name in NeuronParams._fields}
+        self.calibration_report: dict = {}
+        self._circuits = np.zeros(0, np.int64)  # configured neuron circuits, ascending
+        self._params: NeuronParams | None = None
+        self._w_lsb: np.ndarray | None = None
+        self._input_labels = np.zeros(0, np.int64)
+        self._runs: dict[int, _Run] = {}
+
+    # -- configuration ----------------------------------------------------------------------
+    @property
+    def circuits(self) -> np.ndarray:
+        """Configured neuron circuits, ascending: the neurons the core simulates."""
+        return self._circuits
+
+    def realised(self) -> NeuronParams:
+        """The parameters the configured circuits really have on this die, after calibration."""
+        if self._params is None:
+            self._params = self._realise()
+        return self._params
+
+    def configure_neurons(self, msg: ConfigureNeurons) -> None:
+        for name in NeuronParams._fields:
+            self.targets[name][msg.neuron.astype(np.int64)] = getattr(msg, name)
+        self._circuits = np.flatnonzero(~np.isnan(self.targets["tau_mem_us"]))
+        self._params = None
+        self._w_lsb = None
+        self.realised()  # fail now, not at the next run, if the chip cannot hold these targets
+
+    def _realise(self) -> NeuronParams:
+        c = self._circuits
+        targets = NeuronParams(*(self.targets[name][c] for name in NeuronParams._fields))
+        try:
+            codes = nominal_codes(targets)
+        except ValueError as exc:
+            raise ChipLimitError(f"configure_neurons: {exc}") from exc
+        if self.config.calibrate and c.size:
+            from ._calibration import calibrate  # the calibration needs the integrator; import lazily
+
+            result = calibrate(self.die, targets, c, seed=self.chip_seed)
+            codes = result.codes
+            self.calibration_report = result.summary() if hasattr(result, "summary") else {}
+        return realised_params(self.die, codes, c)
+
+    def configure_rows(self, msg: ConfigureRows) -> None:
+        if msg.row.size and msg.row.max() >= N_ROWS:
+            raise ChipLimitError(f"configure_rows.row: row {msg.row.max()} does not exist (rows 0..{N_ROWS - 1})")
+        label, sign = self.array.row_label.copy(), self.array.row_sign.copy()
+        label[msg.row], sign[msg.row] = msg.source_label, msg.sign
+        self.array = SynapseArray(self.array.weight, label, sign)
+        self._w_lsb = None
+
+    def write_weights(self, msg: WriteWeights) -> Ack:
+        self._check_block(msg.row, msg.column, "write_weights")
+        weight = self.array.weight.copy()
+        weight[np.ix_(msg.row.astype(np.int64), msg.column.astype(np.int64))] = msg.weight
+        self.array = SynapseArray(weight, self.array.row_label, self.array.row_sign)
+        self._w_lsb = None
+        return Ack(request_id=msg.request_id, what="write_weights")
+
+    def read_weights(self, msg: ReadWeights) -> Weights:
+        self._check_block(msg.row, msg.column, "read_weights")
+        block = self.array.weight[np.ix_(msg.row.astype(np.int64), msg.column.astype(np.int64))]
+        return Weights(request_id=msg.request_id, row=msg.row, column=msg.column, weight=block)
+
+    @staticmethod
+    def _check_block(row: np.ndarray, column: np.ndarray, what: str) -> None:
+        if row.size and row.max() >= N_ROWS:
+            raise ChipLimitError(f"{what}.row: row {row.max()} does not exist (rows 0..{N_ROWS - 1})")
+        if column.size and column.max() >= N_NEURONS:
+            raise ChipLimitError(f"{what}.column: column {column.max()} does not exist (0..{N_NEURONS - 1})")
+
+    def weights_lsb(self) -> np.ndarray:
+        """The effective weight matrix of the configured network, float64[n_in + n, n]."""
+        if self._w_lsb is None:
+            on = self.array.row_sign != 0
+            labels = self.array.row_label[on].astype(np.int64)
+            self._input_labels = np.unique(labels[labels < NEURON_LABEL_BASE])
+            self._w_lsb = effective_weights(self.array, self.die.synapse_gain, self._input_labels, self._circuits)
+        return self._w_lsb
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, req: RunRequest) -> None:
+        if req.run_id in self._runs:
+            raise ValueError(f"run_request.run_id: run {req.run_id} is already running")
+        if req.cadc_period_ticks and req.cadc_period_ticks < CADC_MIN_PERIOD_TICKS:
+            raise ChipLimitError(f"run_request.cadc_period_ticks: {req.cadc_period_ticks} is below the CADC's "
+                                 f"minimum {CADC_MIN_PERIOD_TICKS} ticks (1.7 us)")
+        if req.madc_neuron >= 0 and req.madc_neuron not in set(self._circuits.tolist()):
+            raise ChipLimitError(f"run_request.madc_neuron: neuron {req.madc_neuron} is not configured")
+        jitter = threshold_jitter(self.seed, req.run_id, req.n_samples, self._circuits, self.die.spec)
+        self._runs[req.run_id] = _Run(req, jitter)
+
+    def has_run(self, run_id: int) -> bool:
+        return run_id in self._runs
+
+    def feed(self, batch: SpikeBatch) -> list[Message]:
+        """Take playback events; simulate every sample whose end the horizon has passed."""
+        run = self._runs.get(batch.run_id)
+        if run is None:
+            raise ValueError(f"spike_batch.run_id: no run {batch.run_id} is open")
+        run.t.append(batch.t_ticks)
+        run.label.append(batch.label)
+        run.sample.append(batch.sample)
+        run.events_in += batch.n_events()
+        req = run.request
+        done = min(batch.horizon_ticks // req.sample_ticks, req.n_samples)
+        out: list[Message] = []
+        if done > run.next_sample:
+            out += self._simulate(run, run.next_sample, done)
+            run.next_sample = done
+        if run.next_sample >= req.n_samples:
+            out.append(RunComplete(run_id=req.run_id, n_samples=req.n_samples, events_in=run.events_in,
+                                   events_out=run.events_out))
+            del self._runs[req.run_id]
+        return out
+
+    def _simulate(self, run: _Run, first: int, stop: int) -> list[Message]:
+        req = run.request
+        t = np.concatenate(run.t) if run.t else np.zeros(0, np.int64)
+        label = np.concatenate(run.label) if run.label else np.zeros(0, np.uint16)
+        sample = np.concatenate(run.sample).astype(np.int64) if run.sample else np.zeros(0, np.int64)
+        # keep only events of samples not yet simulated (earlier ones are done)
+        keep_later = sample >= stop
+        run.t, run.label, run.sample = [t[keep_later]], [label[keep_later]], [sample[keep_later].astype(np.uint32)]
+        now = (sample >= first) & (sample < stop)
+        t, label, sample = t[now], label[now], sample[now]
+
+        w = self.weights_lsb()
+        params = self.realised()
+        # Events whose label no synapse row answers reach no neuron (the hardware ignores them too).
+        src = np.searchsorted(self._input_labels, label.astype(np.int64))
+        routed = src < self._input_labels.size
+        routed[routed] = self._input_labels[src[routed]] == label[routed]
+        t_us = (t[routed] - sample[routed] * req.sample_ticks) / TICKS_PER_US
+        n_batch = stop - first
+        t_end_us = req.sample_ticks / TICKS_PER_US
+        probe_t = probe_n = None
+        cadc_ticks = np.zeros(0, np.int64)
+        if req.cadc_period_ticks:
+            cadc_ticks = np.arange(0, req.sample_ticks, req.cadc_period_ticks, dtype=np.int64)
+            probe_t, probe_n = cadc_ticks / TICKS_PER_US, np.arange(self._circuits.size)
+        result = simulate_events(w, params, t_us, src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32),
+                                 n_batch, t_end_us, v_th_offset_lsb=run.jitter[first:stop],
+                                 probe_t_us=probe_t, probe_neuron=probe_n,
+                                 max_spikes_per_sample=self.config.max_spikes_per_sample)
+        spikes = result.spikes
+        s_abs = spikes.sample.astype(np.int64) + first
+        tick_in_sample = np.minimum(np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64), req.sample_ticks - 1)
+        out_t = s_abs * req.sample_ticks + tick_in_sample
+        out_label = (NEURON_LABEL_BASE + self._circuits[spikes.neuron]).astype(np.uint16)
+        order = np.lexsort((out_label, out_t))
+        run.events_out += int(out_t.size)
+        out: list[Message] = [SpikeBatch(run_id=req.run_id, t_ticks=out_t[order], label=out_label[order],
+                                         sample=s_abs[order].astype(np.uint32), horizon_ticks=stop * req.sample_ticks)]
+        if req.cadc_period_ticks:
+            out.append(self._cadc(run, result.v_probe_lsb, cadc_ticks, first, stop))
+        if req.madc_neuron >= 0:
+            out += self._madc(run, w, params, t_us, src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32),
+                              first, stop)
+        return out
+
+    def _cadc(self, run: _Run, v: np.ndarray, cadc_ticks: np.ndarray, first: int, stop: int) -> MembraneSamples:
+        req = run.request
+        offset = self.die.cadc_offset_lsb[self._circuits]
+        codes = np.empty(v.shape, np.uint8)
+        for k in range(stop - first):  # one generator per sample keeps the noise independent of chunking
+            rng = np.random.default_rng([self.seed, req.run_id, CADC_NOISE_STREAM, first + k])
+            codes[k] = cadc_read(v[k], offset, rng, noise_lsb=self.die.spec.cadc_noise_lsb)
+        ticks = (np.arange(first, stop, dtype=np.int64)[:, None] * req.sample_ticks + cadc_ticks[None, :]).ravel()
+        return MembraneSamples(run_id=req.run_id, t_ticks=ticks, neuron=self._circuits.astype(np.uint16),
+                               adc_lsb=codes.reshape(-1, self._circuits.size))
+
+    def _madc(self, run: _Run, w, params, t_us, src, smp, first: int, stop: int) -> list[Message]:
+        req = run.request
+        j = int(np.flatnonzero(self._circuits == req.madc_neuron)[0])
+        ticks = madc_sample_ticks(0, req.sample_ticks)
+        res = simulate_events(w, params, t_us, src, smp, stop - first, req.sample_ticks / TICKS_PER_US,
+                              v_th_offset_lsb=run.jitter[first:stop], probe_t_us=ticks / TICKS_PER_US,
+                              probe_neuron=np.array([j]), max_spikes_per_sample=self.config.max_spikes_per_sample)
+        out = []
+        for k in range(stop - first):
+            rng = np.random.default_rng([self.seed, req.run_id, MADC_NOISE_STREAM, first + k])
+            codes = madc_read(res.v_probe_lsb[k, :, 0], rng, gain_codes_per_lsb=self.die.madc_gain_codes_per_lsb,
+                              offset_codes=self.die.madc_offset_codes, noise_codes=self.die.spec.madc_noise_codes)
+            out.append(NeuronTrace(run_id=req.run_id, neuron=req.madc_neuron,
+                                   t_ticks=(first + k) * req.sample_ticks + ticks, adc_lsb=codes))
+        return out

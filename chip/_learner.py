@@ -1,0 +1,181 @@
+"""EventProp learning from recorded spikes: what the plasticity processor runs after each batch.
+
+The learner keeps the trainable signed weights of (source, neuron) pairs in weight-code units at
+higher precision than the 6-bit synapse array (the PPU's own memory), turns recorded spike ticks
+into spike times, evaluates the loss, runs the one adjoint sweep (chip/_eventprop.py) and an
+optimiser step, and says which synapse codes to write back. The host placement of EventProp runs
+this very class on spikes sent up, so both placements compute bit-identical updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from ..protocol import TICKS_PER_US
+from ._eventprop import adjoint_sweep
+from ._losses import LossResult, spike_time_mse, ttfs_cross_entropy
+from ._optim import adam_init, adam_step, to_fixed_point
+from ._params import NEURON_LABEL_BASE, WEIGHT_MAX, NeuronParams
+from ._spikes import SpikeRecord
+from ._synapses import CURRENT_LSB_PER_CODE
+
+__all__ = ["LearnerConfig", "Learner", "StepOutcome", "RowMap"]
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Loss and optimiser settings; times in hardware microseconds.
+
+    fixed_point_bits: 0 keeps float64 accumulators; otherwise gradients and optimiser moments are
+    rounded to a signed fixed-point grid of that many bits (as a PPU without FPU would hold them).
+    grad_clip: clip each gradient entry (in codes) to +-grad_clip; 0 disables.
+    """
+
+    loss: str = "ttfs"
+    lr: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 0.0
+    fixed_point_bits: int = 0
+    fixed_point_frac_bits: int = 12
+    loss_params: dict = field(default_factory=dict)
+
+
+class RowMap(NamedTuple):
+    """Where each trainable (source, neuron) pair lives in the synapse array.
+
+    exc_row, inh_row: int64[n_src] row of each source's excitatory / inhibitory synapses (-1: none).
+    column: int64[n] synapse column (= neuron circuit) of each model neuron.
+    """
+
+    exc_row: np.ndarray
+    inh_row: np.ndarray
+    column: np.ndarray
+
+
+class StepOutcome(NamedTuple):
+    loss: LossResult
+    grad_codes: np.ndarray  # float64[n_src, n] dL/d(signed code)
+    spike_count: np.ndarray  # uint32[n] spikes per model neuron over the batch
+    write_rows: np.ndarray  # int64[r] rows whose codes changed
+    write_codes: np.ndarray  # uint8[r, n] new codes of those rows at the model's columns
+    guard_count: int
+
+
+class Learner:
+    """EventProp on one mapped network.
+
+    params: nominal NeuronParams of the model neurons (what the learner believes, not the die).
+    input_label: uint16[n_in] labels of the inputs (source order). neuron_circuit: int64[n]
+    circuits of the model neurons (hidden then output). output: int64[k] model indices of the
+    output neurons. rows: RowMap. codes: float64[n_src, n] initial signed codes. mask: bool[n_src, n]
+    pairs that have a synapse (others stay 0 and get no update).
+    """
+
+    def __init__(self, params: NeuronParams, input_label: np.ndarray, neuron_circuit: np.ndarray,
+                 output: np.ndarray, rows: RowMap, codes: np.ndarray, mask: np.ndarray,
+                 config: LearnerConfig = LearnerConfig()) -> None:
+        self.params = params
+        self.config = config
+        self.n_in = int(len(input_label))
+        self.n = int(len(neuron_circuit))
+        self.input_label = np.asarray(input_label, np.int64)
+        self.neuron_circuit = np.asarray(neuron_circuit, np.int64)
+        self.output = np.asarray(output, np.int64)
+        self.rows = rows
+        self.mask = np.asarray(mask, bool)
+        if codes.shape != (self.n_in + self.n, self.n) or self.mask.shape != codes.shape:
+            raise ValueError(f"codes and mask must have shape {(self.n_in + self.n, self.n)}, "
+                             f"got {codes.shape} and {self.mask.shape}")
+        self.shadow = np.where(self.mask, np.asarray(codes, np.float64), 0.0)
+        self.adam = adam_init(self.shadow.shape)
+        # label -> source index, for inputs and for neurons
+        self._src_of_label = np.full(1 << 16, -1, np.int64)
+        self._src_of_label[self.input_label] = np.arange(self.n_in)
+        self._src_of_label[NEURON_LABEL_BASE + self.neuron_circuit] = self.n_in + np.arange(self.n)
+
+    # -- views ------------------------------------------------------------------------------
+    def signed_codes(self) -> np.ndarray:
+        """The signed codes as stored on chip: the shadow rounded and clipped to +-63."""
+        return np.clip(np.rint(self.shadow), -WEIGHT_MAX, WEIGHT_MAX)
+
+    def w_lsb(self) -> np.ndarray:
+        """Effective weights the learner assumes (nominal synapse gain 1)."""
+        return self.signed_codes() * CURRENT_LSB_PER_CODE
+
+    def working_set_bytes(self, n_events: int = 0) -> int:
+        """Bytes of learner state: shadow weights, optimiser moments, and a spike buffer of n_events."""
+        per_value = 8 if not self.config.fixed_point_bits else max(1, -(-self.config.fixed_point_bits // 8))
+        return 3 * self.shadow.size * per_value + n_events * (4 + 2 + 2)
+
+    # -- the step ---------------------------------------------------------------------------
+    def spikes_from_ticks(self, t_ticks, label, sample, sample_ticks: int):
+        """Split a tick-ordered event stream into inputs (t_us, src, sample) and a SpikeRecord."""
+        t_ticks = np.asarray(t_ticks, np.int64)
+        sample = np.asarray(sample, np.int64)
+        src = self._src_of_label[np.asarray(label, np.int64)]
+        t_us = (t_ticks - sample * sample_ticks) / TICKS_PER_US
+        is_in = (src >= 0) & (src < self.n_in)
+        is_neuron = src >= self.n_in
+        inputs = (t_us[is_in], src[is_in].astype(np.int32), sample[is_in].astype(np.int32))
+        order = np.lexsort((src[is_neuron], t_us[is_neuron], sample[is_neuron]))
+        spikes = SpikeRecord(t_us[is_neuron][order], (src[is_neuron][order] - self.n_in).astype(np.int32),
+                             sample[is_neuron][order].astype(np.int32))
+        in_order = np.lexsort((inputs[1], inputs[0], inputs[2]))
+        return tuple(a[in_order] for a in inputs), spikes
+
+    def evaluate(self, inputs, spikes: SpikeRecord, label, n_samples: int, t_end_us: float) -> LossResult:
+        label = np.asarray(label, np.int64)
+        p = dict(self.config.loss_params)
+        if self.config.loss == "ttfs":
+            return ttfs_cross_entropy(spikes, self.output, label, n_samples, t_end_us=t_end_us,
+                                      tau0_us=p.get("tau0_us", 0.5), tau1_us=p.get("tau1_us", 6.4),
+                                      alpha=p.get("alpha", 3e-3))
+        if self.config.loss == "mse":
+            return spike_time_mse(spikes, self.output, label, n_samples, t_end_us=t_end_us,
+                                  t_correct_us=p.get("t_correct_us", 5.4), t_wrong_us=p.get("t_wrong_us", 6.6),
+                                  tau_norm_us=p.get("tau_norm_us", 12.0))
+        raise ValueError(f"loss must be 'ttfs' or 'mse', got {self.config.loss!r}")
+
+    def step(self, inputs, spikes: SpikeRecord, label, n_samples: int, t_end_us: float,
+             apply: bool = True) -> StepOutcome:
+        """One gradient estimate and (if apply) one optimiser step on a batch of n_samples."""
+        loss = self.evaluate(inputs, spikes, label, n_samples, t_end_us)
+        in_t_us, in_src, in_sample = inputs
+        adj = adjoint_sweep(self.w_lsb(), self.params, in_t_us, in_src, in_sample, spikes, loss.dl_dt,
+                            n_samples, t_end_us)
+        grad = np.where(self.mask, adj.grad_w * CURRENT_LSB_PER_CODE, 0.0)
+        if self.config.fixed_point_bits:
+            grad = to_fixed_point(grad, frac_bits=self.config.fixed_point_frac_bits,
+                                  total_bits=self.config.fixed_point_bits)
+        if self.config.grad_clip > 0:
+            grad = np.clip(grad, -self.config.grad_clip, self.config.grad_clip)
+        counts = np.bincount(spikes.neuron, minlength=self.n).astype(np.uint32)
+        rows, codes = np.zeros(0, np.int64), np.zeros((0, self.n), np.uint8)
+        if apply:
+            before = self.signed_codes()
+            self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=self.config.lr,
+                                               beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
+            self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
+            rows, codes = self._changed_rows(before, self.signed_codes())
+        return StepOutcome(loss, grad, counts, rows, codes, int(getattr(adj, "guard_count", 0)))
+
+    def row_codes(self, signed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All rows of the mapping with their uint8 codes at the model's columns."""
+        signed = self.signed_codes() if signed is None else signed
+        exc, inh = self.rows.exc_row, self.rows.inh_row
+        rows = np.concatenate([exc[exc >= 0], inh[inh >= 0]])
+        codes = np.concatenate([np.clip(signed[exc >= 0], 0, None), np.clip(-signed[inh >= 0], 0, None)])
+        return rows, codes.astype(np.uint8)
+
+    def _changed_rows(self, before: np.ndarray, after: np.ndarray):
+        changed_src = np.flatnonzero(np.any(before != after, axis=1))
+        rows_all, codes_all = self.row_codes(after)
+        src_all = np.concatenate([np.flatnonzero(self.rows.exc_row >= 0), np.flatnonzero(self.rows.inh_row >= 0)])
+        keep = np.isin(src_all, changed_src)
+        order = np.argsort(rows_all[keep], kind="stable")
+        return rows_all[keep][order], codes_all[keep][order]
