@@ -290,8 +290,8 @@ class NeuronCodes:
             if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
                 raise ValueError(f"NeuronCodes.{f.name} must be a 1-d integer array, got {a.dtype} shape {a.shape}")
             hi = {"t_ref_counter": REFRACTORY_COUNTER_MAX, "t_ref_clock": REFRACTORY_CLOCK_MAX}.get(f.name, CAPMEM_MAX)
-            if a.size and (a.min() < 0 or a.max() > hi):
-                raise ValueError(f"NeuronCodes.{f.name} must lie in 0..{hi}, got {a.min()}..{a.max()}")
+            if (bad := np.flatnonzero((a < 0) | (a > hi))).size:
+                raise ValueError(f"NeuronCodes.{f.name}[{bad[0]}] must lie in 0..{hi}, got {a[bad[0]]}")
             if n is not None and a.size != n:
                 raise ValueError(f"NeuronCodes.{f.name} has {a.size} entries, expected {n} like v_leak_code")
             n = a.size
