@@ -1,1 +1,15 @@
-"""neurosplit.actors."""
+"""The trio runtime: links, the actor base, the four actors and the system wiring."""
+
+from ._actor import Actor, ActorFailed
+from ._core import CoreActor
+from ._host import BoardError, HostActor, RunResult
+from ._link import DirectionStats, Link, LinkEnd, open_link
+from ._ppu import PPU_MEMORY_BYTES, PpuActor, PpuConfig
+from ._router import RouterActor, RouterConfig
+from ._system import LINK_NAMES, System, SystemConfig, first_actor_failure, open_system
+
+__all__ = [
+    "Actor", "ActorFailed", "CoreActor", "BoardError", "HostActor", "RunResult", "DirectionStats", "Link",
+    "LinkEnd", "open_link", "PPU_MEMORY_BYTES", "PpuActor", "PpuConfig", "RouterActor", "RouterConfig",
+    "LINK_NAMES", "System", "SystemConfig", "first_actor_failure", "open_system",
+]

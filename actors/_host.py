@@ -126,7 +126,8 @@ class HostActor(Actor):
 
     async def run(self, t_ticks, label, sample, *, n_samples: int, sample_ticks: int, cadc_period_ticks: int = 0,
                   madc_neuron: int = -1, learn: bool = False, record_spikes: bool = True,
-                  train_labels=None, apply_update: bool = True, report_gradients: bool = False) -> RunResult:
+                  train_labels=None, apply_update: bool = True, report_gradients: bool = False,
+                  learning_rate: float = 0.0) -> RunResult:
         """Play one run and wait for everything it sends up. With ``train_labels`` the PPU also
         takes a training step on it (``learn`` is implied) and the result carries its LearnResult."""
         learn = learn or train_labels is not None
@@ -143,7 +144,7 @@ class HostActor(Actor):
             if train_labels is not None:
                 learn_pending = self._learn[run_id] = _Pending()
                 await self.board.send(TrainStep(run_id=run_id, label=train_labels, apply_update=apply_update,
-                                                report_gradients=report_gradients))
+                                                report_gradients=report_gradients, learning_rate=learning_rate))
             await self._wait(pending)
             if train_labels is not None:
                 await self._wait(learn_pending)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trio
 
-from ..chip import NEURON_LABEL_BASE, Learner, LearnerConfig, NeuronParams, RowMap
+from ..chip import N_ROWS, Learner, LearnerConfig, NeuronParams
 from ..protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -79,8 +79,8 @@ class PpuActor(Actor):
         self.config = config
         self.seed = seed
         self._targets: dict[str, np.ndarray] = {}
-        self._row_label = np.full(256, -1, np.int64)
-        self._row_sign = np.zeros(256, np.int8)
+        self._row_label = np.zeros(N_ROWS, np.uint16)
+        self._row_sign = np.zeros(N_ROWS, np.int8)
         self._runs: dict[int, _RunData] = {}
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[Message](float("inf"))
         self._replies: dict[int, tuple[trio.Event, list]] = {}
@@ -143,27 +143,14 @@ class PpuActor(Actor):
                                                   message="configure_learning: neurons must be configured first"))
             return
         params = NeuronParams(*(np.ascontiguousarray(self._targets[f][circuits]) for f in NeuronParams._fields))
-        sources = np.concatenate([cfg.input_label.astype(np.int64), NEURON_LABEL_BASE + circuits])
-        exc = np.array([_find_row(self._row_label, self._row_sign, lab, +1) for lab in sources], np.int64)
-        inh = np.array([_find_row(self._row_label, self._row_sign, lab, -1) for lab in sources], np.int64)
-        used_rows = np.concatenate([exc[exc >= 0], inh[inh >= 0]]).astype(np.uint16)
-        reply = await self._request(lambda rid: ReadWeights(request_id=rid, row=used_rows, column=circuits.astype(np.uint16)))
-        codes = np.zeros((len(sources), len(circuits)))
-        stored = {int(r): reply.weight[i].astype(np.float64) for i, r in enumerate(reply.row)}
-        for s in range(len(sources)):
-            if exc[s] >= 0:
-                codes[s] += stored[int(exc[s])]
-            if inh[s] >= 0:
-                codes[s] -= stored[int(inh[s])]
-        mask = cfg.trainable.astype(bool)
-        p = dict(cfg.params)
-        config = LearnerConfig(loss=cfg.loss, lr=p.pop("lr", 0.05), beta1=p.pop("beta1", 0.9),
-                               beta2=p.pop("beta2", 0.999), eps=p.pop("eps", 1e-8), grad_clip=p.pop("grad_clip", 0.0),
-                               fixed_point_bits=self.config.fixed_point_bits,
-                               fixed_point_frac_bits=self.config.fixed_point_frac_bits, loss_params=p)
-        self.learner = Learner(params, cfg.input_label, circuits,
-                               np.arange(len(cfg.hidden_neuron), len(circuits)), RowMap(exc, inh, circuits),
-                               codes, mask, config)
+        used = np.flatnonzero(self._row_sign != 0).astype(np.uint16)
+        reply = await self._request(lambda rid: ReadWeights(request_id=rid, row=used, column=circuits.astype(np.uint16)))
+        weight = np.zeros((self._row_label.size, circuits.size), np.uint8)
+        weight[reply.row.astype(np.int64)] = reply.weight
+        config = LearnerConfig.from_params(cfg.loss, cfg.params, fixed_point_bits=self.config.fixed_point_bits,
+                                           fixed_point_frac_bits=self.config.fixed_point_frac_bits)
+        self.learner = Learner.from_synapses(params, cfg.input_label, cfg.hidden_neuron, cfg.output_neuron,
+                                             self._row_label, self._row_sign, weight, cfg.trainable.astype(bool), config)
         self.log.info("learning_configured", n_inputs=len(cfg.input_label), n_neurons=len(circuits),
                       working_set_bytes=self.learner.working_set_bytes())
 
@@ -180,7 +167,8 @@ class PpuActor(Actor):
         t, label, sample = run.events()
         inputs, spikes = self.learner.spikes_from_ticks(t, label, sample, req.sample_ticks)
         t_end_us = req.sample_ticks / TICKS_PER_US
-        outcome = self.learner.step(inputs, spikes, step.label, req.n_samples, t_end_us, apply=step.apply_update)
+        outcome = self.learner.step(inputs, spikes, step.label, req.n_samples, t_end_us, apply=step.apply_update,
+                                    lr=step.learning_rate)
         if outcome.write_rows.size:
             circuits = self.learner.rows.column.astype(np.uint16)
             await self._request(lambda rid: WriteWeights(request_id=rid, row=outcome.write_rows.astype(np.uint16),
@@ -193,8 +181,3 @@ class PpuActor(Actor):
             metrics={"ppu_working_set_bytes": float(self.learner.working_set_bytes(len(t))),
                      "ppu_memory_bytes": float(PPU_MEMORY_BYTES),
                      "adjoint_guard_count": float(outcome.guard_count)}))
-
-
-def _find_row(row_label: np.ndarray, row_sign: np.ndarray, label: int, sign: int) -> int:
-    hits = np.flatnonzero((row_label == label) & (row_sign == sign))
-    return int(hits[0]) if hits.size else -1

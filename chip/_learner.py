@@ -45,6 +45,17 @@ class LearnerConfig:
     loss_params: dict = field(default_factory=dict)
 
 
+    @classmethod
+    def from_params(cls, loss: str, params: dict, *, fixed_point_bits: int = 0,
+                    fixed_point_frac_bits: int = 12) -> "LearnerConfig":
+        """Settings from a ConfigureLearning params map: optimiser keys (lr, beta1, beta2, eps,
+        grad_clip) are taken out, the rest are loss parameters."""
+        p = dict(params)
+        opt = {k: float(p.pop(k)) for k in ("lr", "beta1", "beta2", "eps", "grad_clip") if k in p}
+        return cls(loss=loss, fixed_point_bits=fixed_point_bits, fixed_point_frac_bits=fixed_point_frac_bits,
+                   loss_params=p, **opt)
+
+
 class RowMap(NamedTuple):
     """Where each trainable (source, neuron) pair lives in the synapse array.
 
@@ -98,6 +109,37 @@ class Learner:
         self._src_of_label[self.input_label] = np.arange(self.n_in)
         self._src_of_label[NEURON_LABEL_BASE + self.neuron_circuit] = self.n_in + np.arange(self.n)
 
+    @classmethod
+    def from_synapses(cls, params: NeuronParams, input_label, hidden, output, row_label, row_sign, weight,
+                      trainable, config: LearnerConfig = LearnerConfig()) -> "Learner":
+        """A learner for the network the synapse rows hold: both placements build theirs this way.
+
+        input_label: int[n_in]; hidden, output: int circuits; row_label uint16[rows], row_sign
+        int8[rows] (+1, -1, 0 off); weight uint8[rows, n] codes at the model's columns (hidden then
+        output); trainable bool[n_in + n, n]. Each source uses its first excitatory and first
+        inhibitory row.
+        """
+        circuits = np.concatenate([np.asarray(hidden, np.int64), np.asarray(output, np.int64)])
+        sources = np.concatenate([np.asarray(input_label, np.int64), NEURON_LABEL_BASE + circuits])
+        row_label = np.asarray(row_label, np.int64)
+        row_sign = np.asarray(row_sign, np.int64)
+        weight = np.asarray(weight, np.float64)
+        rows = {}
+        for sign in (1, -1):
+            first = np.full(sources.size, -1, np.int64)
+            cand = np.flatnonzero(row_sign == sign)[::-1]  # reversed: the lowest row wins below
+            lookup = dict(zip(row_label[cand].tolist(), cand.tolist()))
+            for i, lab in enumerate(sources.tolist()):
+                first[i] = lookup.get(lab, -1)
+            rows[sign] = first
+        codes = np.zeros((sources.size, circuits.size))
+        for sign, r in rows.items():
+            ok = r >= 0
+            codes[ok] += sign * weight[r[ok]]
+        n_hidden = len(hidden)
+        return cls(params, input_label, circuits, np.arange(n_hidden, circuits.size), RowMap(rows[1], rows[-1], circuits),
+                   codes, np.asarray(trainable, bool), config)
+
     # -- views ------------------------------------------------------------------------------
     def signed_codes(self) -> np.ndarray:
         """The signed codes as stored on chip: the shadow rounded and clipped to +-63."""
@@ -142,8 +184,9 @@ class Learner:
         raise ValueError(f"loss must be 'ttfs' or 'mse', got {self.config.loss!r}")
 
     def step(self, inputs, spikes: SpikeRecord, label, n_samples: int, t_end_us: float,
-             apply: bool = True) -> StepOutcome:
-        """One gradient estimate and (if apply) one optimiser step on a batch of n_samples."""
+             apply: bool = True, lr: float = 0.0) -> StepOutcome:
+        """One gradient estimate and (if apply) one optimiser step on a batch of n_samples, with
+        learning rate ``lr`` (0: the configured one)."""
         loss = self.evaluate(inputs, spikes, label, n_samples, t_end_us)
         in_t_us, in_src, in_sample = inputs
         adj = adjoint_sweep(self.w_lsb(), self.params, in_t_us, in_src, in_sample, spikes, loss.dl_dt,
@@ -158,7 +201,7 @@ class Learner:
         rows, codes = np.zeros(0, np.int64), np.zeros((0, self.n), np.uint8)
         if apply:
             before = self.signed_codes()
-            self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=self.config.lr,
+            self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=lr or self.config.lr,
                                                beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
             self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
             rows, codes = self._changed_rows(before, self.signed_codes())

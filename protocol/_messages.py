@@ -337,7 +337,8 @@ class ConfigureLearning(Message):
 
 @_frozen
 class TrainStep(Message):
-    """Compute a gradient from run run_id with targets label uint16[n_samples] and update weights.
+    """Compute a gradient from run run_id with targets label uint16[n_samples] and, if
+    apply_update, take an optimiser step with learning_rate (0: the configured one).
     report_gradients: also send the gradient up as a Gradients message."""
 
     TAG: ClassVar[str] = "train_step"
@@ -346,6 +347,11 @@ class TrainStep(Message):
     label: np.ndarray
     apply_update: bool = True
     report_gradients: bool = False
+    learning_rate: float = 0.0
+
+    def _check(self) -> None:
+        if not self.learning_rate >= 0.0:
+            self._fail("learning_rate", f"must be >= 0, got {self.learning_rate}")
 
 
 @_frozen

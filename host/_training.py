@@ -1,0 +1,209 @@
+"""Training loops: the host side of each learning scheme, written against a board client.
+
+A board client is anything with the async methods of actors.HostActor (``configure``,
+``write_weights``, ``read_weights``, ``run``); the command line passes the host actor of a live
+system. This module never starts actors itself, so it is the same loop whichever board serves it.
+
+Schemes (DESIGN.md, "Learning schemes"):
+- ``on-chip-eventprop``: the plasticity processor computes EventProp and writes the weights; only
+  loss, accuracy and spike counts come up the host link.
+- ``host-eventprop``: the recorded spikes come up; the host runs the same chip.Learner and writes
+  the changed synapse rows down.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..chip import NeuronParams, YINYANG_TARGETS
+from ..chip._learner import Learner, LearnerConfig
+from ..protocol import TICKS_PER_US
+from ._network import Network, Placement, feedforward, place
+from ._yinyang import YINYANG_SEEDS, encode_ttfs, yin_yang
+
+__all__ = ["LEARNING_SCHEMES", "TrainConfig", "EpochStats", "train", "encode_batch"]
+
+LEARNING_SCHEMES = ("on-chip-eventprop", "host-eventprop")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A Yin-Yang EventProp training. Times in hardware microseconds, weights in 6-bit codes.
+
+    The defaults reach the accuracy target of benchmarks/ (see README): 5 inputs (x, y, 1-x, 1-y,
+    bias) repeated 5x, 100 hidden and 3 output LIF neurons with the Pehle et al. 2023 targets,
+    time-to-first-spike cross-entropy, Adam.
+    """
+
+    learning: str = "on-chip-eventprop"
+    epochs: int = 20
+    batch_size: int = 50
+    lr: float = 1.0
+    lr_decay: float = 0.95
+    seed: int = 0
+    n_train: int = 5000
+    n_test: int = 1000
+    n_hidden: int = 100
+    duplicates: int = 5
+    t_early_us: float = 0.0
+    t_late_us: float = 12.0
+    t_bias_us: float = 0.0
+    trial_us: float = 30.0
+    hidden_init: tuple[float, float] = (15.0, 8.0)
+    output_init: tuple[float, float] = (25.0, 15.0)
+    loss: str = "ttfs"
+    loss_params: dict = field(default_factory=lambda: {"tau0_us": 0.5, "tau1_us": 6.4, "alpha": 3e-3})
+    grad_clip: float = 0.0
+    targets: dict = field(default_factory=lambda: dict(YINYANG_TARGETS))
+
+    def __post_init__(self) -> None:
+        if self.learning not in LEARNING_SCHEMES:
+            raise ValueError(f"learning must be one of {', '.join(LEARNING_SCHEMES)}, got {self.learning!r}")
+        for name in ("epochs", "batch_size", "n_train", "n_test", "n_hidden", "duplicates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.trial_us > self.t_late_us:
+            raise ValueError(f"trial_us must exceed t_late_us ({self.t_late_us}), got {self.trial_us}")
+
+    @property
+    def sample_ticks(self) -> int:
+        return int(round(self.trial_us * TICKS_PER_US))
+
+    def learner_params(self) -> dict:
+        return {"lr": self.lr, "grad_clip": self.grad_clip, **self.loss_params}
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float
+    hidden_spikes_per_sample: float
+    wall_s: float
+
+
+def encode_batch(x: np.ndarray, cfg: TrainConfig, input_label: np.ndarray):
+    """Playback of a batch: (t_ticks int64, label uint16, sample uint32), in tick order."""
+    t_us, src, sample = encode_ttfs(x, t_early_us=cfg.t_early_us, t_late_us=cfg.t_late_us,
+                                    t_bias_us=cfg.t_bias_us, duplicates=cfg.duplicates)
+    ticks = sample.astype(np.int64) * cfg.sample_ticks + np.floor(t_us * TICKS_PER_US).astype(np.int64)
+    order = np.argsort(ticks, kind="stable")
+    return ticks[order], input_label[src[order]].astype(np.uint16), sample[order].astype(np.uint32)
+
+
+def build_network(cfg: TrainConfig) -> Network:
+    n_in = 5 * cfg.duplicates
+    rng = np.random.default_rng([cfg.seed, 1])
+    return feedforward(n_in, cfg.n_hidden, 3, cfg.targets, rng, hidden_init=cfg.hidden_init,
+                       output_init=cfg.output_init)
+
+
+def host_learner(net: Network, placement: Placement, cfg: TrainConfig) -> Learner:
+    """The host placement's learner, built from the rows the board holds, exactly as the PPU builds its own."""
+    arr = placement.array
+    return Learner.from_synapses(net.targets, net.input_label, net.hidden, net.output, arr.row_label, arr.row_sign,
+                                 arr.weight[:, net.circuits], net.trainable,
+                                 LearnerConfig.from_params(cfg.loss, cfg.learner_params()))
+
+
+async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | None = None) -> dict:
+    """Train on Yin-Yang through ``board``; returns the report fields of the run (DESIGN.md, "Reports")."""
+    t_start = time.perf_counter()
+    x_train, y_train = yin_yang(cfg.n_train, YINYANG_SEEDS["train"])
+    x_test, y_test = yin_yang(cfg.n_test, YINYANG_SEEDS["test"])
+    net = build_network(cfg)
+    placement = place(net)
+    await board.configure(placement.neurons, placement.rows)
+    await board.write_weights(placement.weight_rows, placement.weight_columns, placement.weight_block)
+    on_chip = cfg.learning == "on-chip-eventprop"
+    learner = None
+    if on_chip:
+        await board.configure(placement.learning(net, loss=cfg.loss, params=cfg.learner_params()))
+    else:
+        learner = host_learner(net, placement, cfg)
+
+    rng = np.random.default_rng([cfg.seed, 2])
+    n_batches = -(-cfg.n_train // cfg.batch_size)
+    history: list[EpochStats] = []
+    info: dict = {}
+    t_end_us = cfg.trial_us
+    for epoch in range(cfg.epochs):
+        t_epoch = time.perf_counter()
+        lr = cfg.lr * cfg.lr_decay ** epoch
+        order = rng.permutation(cfg.n_train)
+        loss_sum, correct, seen, hidden_spikes = 0.0, 0, 0, 0
+        for b in range(n_batches):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            t, lab, smp = encode_batch(x_train[idx], cfg, net.input_label)
+            labels = y_train[idx].astype(np.uint16)
+            if on_chip:
+                res = await board.run(t, lab, smp, n_samples=idx.size, sample_ticks=cfg.sample_ticks,
+                                      record_spikes=False, train_labels=labels, learning_rate=lr)
+                out = res.learn
+                loss, n_correct, counts = out.loss, out.n_correct, out.spike_count
+                info.update({k: v for k, v in out.metrics.items() if k.startswith("ppu_")})
+            else:
+                res = await board.run(t, lab, smp, n_samples=idx.size, sample_ticks=cfg.sample_ticks)
+                rt, rl, rs = res.spike_arrays()
+                inputs, _ = learner.spikes_from_ticks(t, lab, smp, cfg.sample_ticks)
+                _, spikes = learner.spikes_from_ticks(rt, rl, rs, cfg.sample_ticks)
+                step = learner.step(inputs, spikes, labels, idx.size, t_end_us, lr=lr)
+                if step.write_rows.size:
+                    await board.write_weights(step.write_rows.astype(np.uint16), net.circuits.astype(np.uint16),
+                                              step.write_codes)
+                loss, n_correct, counts = step.loss.loss, int(step.loss.correct.sum()), step.spike_count
+            loss_sum += loss * idx.size
+            correct += n_correct
+            seen += idx.size
+            hidden_spikes += int(np.sum(counts[:cfg.n_hidden]))
+            if progress is not None:
+                progress({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": b + 1, "batches": n_batches,
+                          "loss": loss_sum / seen, "accuracy": correct / seen})
+        test_acc = await evaluate(board, cfg, net, learner, x_test, y_test)
+        history.append(EpochStats(epoch + 1, loss_sum / seen, correct / seen, test_acc,
+                                  hidden_spikes / seen, time.perf_counter() - t_epoch))
+        if progress is not None:
+            progress({"epoch": epoch + 1, "epochs": cfg.epochs, "done": True, **asdict(history[-1])})
+    wall = time.perf_counter() - t_start
+    samples = cfg.epochs * cfg.n_train
+    return {
+        "task": "yinyang",
+        "learning": cfg.learning,
+        "seed": cfg.seed,
+        "test_accuracy": history[-1].test_accuracy,
+        "train_accuracy": [h.train_accuracy for h in history],
+        "train_loss": [h.train_loss for h in history],
+        "test_accuracy_per_epoch": [h.test_accuracy for h in history],
+        "wall_s": wall,
+        "samples_per_s": samples / wall,
+        "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / cfg.n_hidden),
+        "quantisation": asdict(placement.report),
+        "config": {k: v for k, v in asdict(cfg).items()},
+        **info,
+        "_training_samples": samples,
+        "_net": net,
+    }
+
+
+async def evaluate(board, cfg: TrainConfig, net: Network, learner: Learner | None, x: np.ndarray, y: np.ndarray) -> float:
+    """Test accuracy: the PPU scores on chip (no update) or the host scores the spikes sent up."""
+    correct = 0
+    for lo in range(0, x.shape[0], max(cfg.batch_size, 200)):
+        xs, ys = x[lo:lo + max(cfg.batch_size, 200)], y[lo:lo + max(cfg.batch_size, 200)].astype(np.uint16)
+        t, lab, smp = encode_batch(xs, cfg, net.input_label)
+        if learner is None:
+            res = await board.run(t, lab, smp, n_samples=xs.shape[0], sample_ticks=cfg.sample_ticks,
+                                  record_spikes=False, train_labels=ys, apply_update=False)
+            correct += res.learn.n_correct
+        else:
+            res = await board.run(t, lab, smp, n_samples=xs.shape[0], sample_ticks=cfg.sample_ticks)
+            rt, rl, rs = res.spike_arrays()
+            inputs, _ = learner.spikes_from_ticks(t, lab, smp, cfg.sample_ticks)
+            _, spikes = learner.spikes_from_ticks(rt, rl, rs, cfg.sample_ticks)
+            correct += int(learner.evaluate(inputs, spikes, ys, xs.shape[0], cfg.trial_us).correct.sum())
+    return correct / x.shape[0]
