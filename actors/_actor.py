@@ -69,7 +69,8 @@ class Actor:
                         break
                 nursery.cancel_scope.cancel()
         except Exception as exc:
-            raise ActorFailed(self.name, exc) from exc
+            cause = _first_leaf(exc)
+            raise ActorFailed(self.name, cause) from cause
         finally:
             for end in self.links.values():
                 with trio.CancelScope(shield=True):
@@ -116,3 +117,10 @@ class Actor:
         for name in link_names:
             await self.links[name].send(msg)
         self.stop()
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside nested exception groups (the actual error)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
