@@ -69,13 +69,27 @@ def _check_nonnegative(name: str, value: float) -> float:
     return value
 
 
-def cadc_read(v_lsb, offset_lsb, rng: np.random.Generator, *, noise_lsb: float = 2.0) -> np.ndarray:
+def _noise(shape, rng, normals, scale: float, name: str) -> np.ndarray:
+    if normals is None:
+        if rng is None:
+            raise ValueError(f"{name}: give rng or normals for the read noise")
+        return rng.normal(0.0, scale, size=shape)
+    normals = np.asarray(normals, dtype=np.float64)
+    if normals.shape != shape:
+        raise ValueError(f"normals must have the shape of the reads {shape}, got {normals.shape}")
+    return scale * normals
+
+
+def cadc_read(v_lsb, offset_lsb, rng: np.random.Generator | None, *, noise_lsb: float = 2.0,
+              normals=None) -> np.ndarray:
     """Membrane potentials as the CADC reads them.
 
     v_lsb: float64[..., n] true membrane potentials (LSB), last axis = channel (neuron).
     offset_lsb: float64[n] (or scalar) per-channel offset of this die (LSB), added to every read.
     rng: source of the Gaussian read noise, one independent draw per read.
     noise_lsb: standard deviation of the read noise (LSB), >= 0.
+    normals: optional float64 standard normals of v's shape, used instead of drawing from rng
+    (so a caller can fix which draw each read gets; rng may then be None).
     Returns uint8[..., n]: rint(v + offset + noise) clipped to 0..255 (a reading outside the range
     saturates, as a ramp ADC does).
     """
@@ -87,7 +101,7 @@ def cadc_read(v_lsb, offset_lsb, rng: np.random.Generator, *, noise_lsb: float =
                          f"got shape {offset.shape}")
     x = v + offset
     if noise_lsb > 0.0:
-        x = x + rng.normal(0.0, noise_lsb, size=x.shape)
+        x = x + _noise(x.shape, rng, normals, noise_lsb, "cadc_read")
     return np.clip(np.rint(x), 0, CADC_MAX).astype(np.uint8)
 
 
@@ -106,14 +120,15 @@ def cadc_sample_ticks(t_end_ticks: int, *, period_ticks: int = CADC_PERIOD_TICKS
     return np.arange(t_start_ticks, max(t_end_ticks, t_start_ticks), period_ticks, dtype=np.int64)
 
 
-def madc_read(v_lsb, rng: np.random.Generator, *, gain_codes_per_lsb: float = MADC_CODES_PER_LSB,
-              offset_codes: float = 0.0, noise_codes: float = 2.0) -> np.ndarray:
+def madc_read(v_lsb, rng: np.random.Generator | None, *, gain_codes_per_lsb: float = MADC_CODES_PER_LSB,
+              offset_codes: float = 0.0, noise_codes: float = 2.0, normals=None) -> np.ndarray:
     """Membrane potentials as the MADC reads them.
 
     v_lsb: float64[...] true membrane potentials (LSB), any shape (typically [m] or [m, 2]).
     gain_codes_per_lsb: MADC codes per membrane LSB of this die (nominal MADC_CODES_PER_LSB).
     offset_codes: MADC code of V = 0 on this die.
     noise_codes: standard deviation of the Gaussian read noise, in MADC codes, >= 0.
+    normals: optional standard normals of v's shape used instead of drawing from rng (as cadc_read).
     Returns uint16[...]: rint(gain * v + offset + noise) clipped to 0..1023.
     """
     noise_codes = _check_nonnegative("noise_codes", noise_codes)
@@ -121,7 +136,7 @@ def madc_read(v_lsb, rng: np.random.Generator, *, gain_codes_per_lsb: float = MA
         raise ValueError(f"gain_codes_per_lsb must be > 0, got {gain_codes_per_lsb}")
     x = np.asarray(v_lsb, dtype=np.float64) * float(gain_codes_per_lsb) + float(offset_codes)
     if noise_codes > 0.0:
-        x = x + rng.normal(0.0, noise_codes, size=x.shape)
+        x = x + _noise(x.shape, rng, normals, noise_codes, "madc_read")
     return np.clip(np.rint(x), 0, MADC_MAX).astype(np.uint16)
 
 
