@@ -23,3 +23,47 @@ from ._losses import (  # noqa: E402
     ttfs_cross_entropy,
 )
 from ._optim import AdamState, adam_init, adam_step, to_fixed_point  # noqa: E402
+from ._adc import (  # noqa: E402
+    CADC_MAX,
+    CADC_MIN_PERIOD_TICKS,
+    CADC_PERIOD_TICKS,
+    MADC_CODES_PER_LSB,
+    MADC_MAX,
+    MADC_MAX_NEURONS,
+    MADC_PERIOD_TICKS,
+    cadc_read,
+    cadc_sample_ticks,
+    check_madc_neurons,
+    madc_read,
+    madc_sample_ticks,
+    madc_to_lsb,
+)
+from ._mismatch import (  # noqa: E402
+    CAPMEM_MAX,
+    Die,
+    MismatchSpec,
+    NeuronCodes,
+    draw_die,
+    nominal_codes,
+    noise_rng,
+    realised_params,
+    threshold_jitter,
+)
+from ._synapses import (  # noqa: E402
+    CURRENT_LSB_PER_CODE,
+    CodeGradient,
+    Mapping,
+    QuantReport,
+    RowLayout,
+    SynapseArray,
+    code_gradient,
+    effective_weights,
+    map_network,
+    plan_rows,
+    quantise,
+    rows_for_labels,
+    signed_codes,
+    source_labels,
+    write_weights,
+)
+from ._calibration import CalibrationResult, CalibSettings, ParamResidual, calibrate  # noqa: E402
