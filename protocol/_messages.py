@@ -237,6 +237,8 @@ class SpikeBatch(Message):
 
     def _check(self) -> None:
         self._same_length("t_ticks", "label", "sample")
+        if self.horizon_ticks < 0:
+            self._fail("horizon_ticks", f"must be >= 0, got {self.horizon_ticks}")
         self._at_least("t_ticks", 0, "tick")
         self._non_decreasing("t_ticks")
         if self.t_ticks.size and self.t_ticks[-1] >= self.horizon_ticks:
@@ -280,6 +282,7 @@ class MembraneSamples(Message):
     def _check(self) -> None:
         if self.adc_lsb.shape != (self.t_ticks.shape[0], self.neuron.shape[0]):
             self._fail("adc_lsb", f"shape {self.adc_lsb.shape} is not (len(t_ticks), len(neuron))")
+        self._at_least("t_ticks", 0, "tick")
         self._non_decreasing("t_ticks")
 
 
@@ -296,6 +299,8 @@ class NeuronTrace(Message):
 
     def _check(self) -> None:
         self._same_length("t_ticks", "adc_lsb")
+        self._at_least("t_ticks", 0, "tick")
+        self._non_decreasing("t_ticks")
         self._at_most("adc_lsb", 1023, "10-bit code")
 
 

@@ -283,6 +283,8 @@ def test_ticks_that_go_backwards_are_refused():
     reject(with_data(encode(SPIKES), t_ticks=back.tobytes()), "spike_batch", "t_ticks[2]", "ticks must not decrease")
     samples = MembraneSamples(run_id=1, t_ticks=np.array([5, 6]), neuron=np.array([0]), adc_lsb=np.zeros((2, 1), np.uint8))
     reject(with_data(encode(samples), t_ticks=np.array([6, 5]).tobytes()), "membrane_samples", "t_ticks[1]", "decrease")
+    trace = NeuronTrace(run_id=1, neuron=2, t_ticks=np.array([1, 2]), adc_lsb=np.array([0, 1]))
+    reject(with_data(encode(trace), t_ticks=np.array([2, 1]).tobytes()), "neuron_trace", "t_ticks[1]", "decrease")
     late = np.array([10, 10, 300], np.int64)
     reject(with_data(encode(SPIKES), t_ticks=late.tobytes()), "spike_batch", "t_ticks[2]", "horizon_ticks")
     negative = np.array([-1, 10, 250], np.int64)
@@ -313,6 +315,7 @@ LOCAL_CASES = [
     ("spike_batch", "label", lambda: SpikeBatch(run_id=0, t_ticks=[5], label=[-1], sample=[0], horizon_ticks=9)),
     ("spike_batch", "t_ticks[0]", lambda: SpikeBatch(run_id=0, t_ticks=[9], label=[0], sample=[0], horizon_ticks=9)),
     ("spike_batch", "label", lambda: SpikeBatch(run_id=0, t_ticks=[5], label=[0, 1], sample=[0], horizon_ticks=9)),
+    ("spike_batch", "horizon_ticks", lambda: SpikeBatch(run_id=0, t_ticks=[], label=[], sample=[], horizon_ticks=-1)),
     ("spike_batch", "t_ticks", lambda: SpikeBatch(run_id=0, t_ticks=np.array([0.5]), label=[0], sample=[0], horizon_ticks=9)),
     ("spike_batch", "t_ticks", lambda: SpikeBatch(run_id=0, t_ticks=np.zeros((1, 1), np.int64), label=[0], sample=[0], horizon_ticks=9)),
     ("spike_batch", "t_ticks", lambda: SpikeBatch(run_id=0, t_ticks=5, label=[0], sample=[0], horizon_ticks=9)),
@@ -328,6 +331,8 @@ LOCAL_CASES = [
     ("run_request", "learn", lambda: RunRequest(run_id=0, n_samples=1, sample_ticks=1, learn=1)),
     ("error", "fault", lambda: Error(fault="theirs", message="")),
     ("neuron_trace", "adc_lsb[0]", lambda: NeuronTrace(run_id=0, neuron=0, t_ticks=[0], adc_lsb=[1024])),
+    ("neuron_trace", "t_ticks[1]", lambda: NeuronTrace(run_id=0, neuron=0, t_ticks=[3, 2], adc_lsb=[0, 0])),
+    ("membrane_samples", "t_ticks[0]", lambda: MembraneSamples(run_id=0, t_ticks=[-1], neuron=[0], adc_lsb=[[0]])),
     ("run_complete", "dropped['x']", lambda: RunComplete(run_id=0, n_samples=0, events_in=0, events_out=0, dropped={"x": "1"})),
     ("run_complete", "dropped[1]", lambda: RunComplete(run_id=0, n_samples=0, events_in=0, events_out=0, dropped={1: 1})),
 ]
