@@ -7,7 +7,7 @@ import pytest
 
 from neurosplit.chip import _calibration as cal
 from neurosplit.chip import _mismatch as mm
-from neurosplit.chip._params import N_NEURONS, YINYANG_TARGETS, NeuronParams, uniform_params
+from neurosplit.chip._params import YINYANG_TARGETS, NeuronParams, uniform_params
 from neurosplit.chip._spikes import SpikeRecord
 from neurosplit.protocol import ChipLimitError
 
