@@ -10,6 +10,9 @@ from ._params import (  # noqa: E402
     NeuronParams,
     uniform_params,
 )
+from ._spikes import SpikeLimitError, SpikeRecord  # noqa: E402
+from ._lif_event import EventResult, simulate_events  # noqa: E402
+from ._lif_step import StepResult, simulate_steps  # noqa: E402
 from ._event_links import EventLaneModel, LaneState, admit_events  # noqa: E402
 from ._core import AnalogCore, CoreConfig  # noqa: E402
 from ._learner import Learner, LearnerConfig, RowMap, StepOutcome  # noqa: E402
