@@ -32,6 +32,7 @@ import numba
 import numpy as np
 
 from neurosplit.chip import (
+    DENOM_MIN_LSB,
     YINYANG_TARGETS,
     NeuronParams,
     adam_init,
@@ -56,7 +57,7 @@ DEFAULTS = dict(
     tau0_us=1.0, tau1_us=6.0, alpha=3e-3,  # ttfs
     t_early_us=0.0, t_late_us=12.0, t_bias_us=0.0, t_end_us=30.0,
     init_hidden=(20.0, 15.0), init_out=(20.0, 10.0),  # mean, sd of the initial codes
-    grad_clip=0.0, mismatch=True, chip_seed=1234, tau_cv=0.05, v_th_sigma_lsb=3.0, gain_cv=0.05,
+    grad_clip=0.0, denom_min_lsb=DENOM_MIN_LSB, mismatch=True, chip_seed=1234, tau_cv=0.05, v_th_sigma_lsb=3.0, gain_cv=0.05,
     train_size=5000, test_size=1000, merge_duplicates=True,
 )
 
@@ -159,7 +160,8 @@ def train(cfg: dict, seed: int, data, *, verbose: bool = True) -> dict:
             it, src, smp = net.encode(x_tr[idx])
             spikes = simulate_events(w_fw, net.fw_params, it, src, smp, len(idx), t_end).spikes
             res = loss_fn(spikes, y_tr[idx], len(idx))
-            adj = adjoint_sweep(w_nom, net.nominal, it, src, smp, spikes, res.dl_dt, len(idx), t_end)
+            adj = adjoint_sweep(w_nom, net.nominal, it, src, smp, spikes, res.dl_dt, len(idx), t_end,
+                                denom_min_lsb=cfg["denom_min_lsb"])
             g = net.code_grad(adj.grad_w)
             if cfg["grad_clip"] > 0:
                 g = np.clip(g, -cfg["grad_clip"], cfg["grad_clip"])

@@ -69,13 +69,13 @@ class Adjoint(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _decay_lambda(lv, li, tau_m, tau_s, dt):
-    """Exact backward propagation of (lambda_V, lambda_I) over dt >= 0 us, in place."""
+def _decay_lambda(lv, li, tau_m, tau_s, dt, act, n_act):
+    """Exact backward propagation of (lambda_V, lambda_I) over dt >= 0 us, in place, for the neurons act[:n_act]
+    (every other neuron has lambda = 0)."""
     a = b = c = 0.0
     last_tm = last_ts = -1.0
-    for j in range(lv.shape[0]):
-        if lv[j] == 0.0 and li[j] == 0.0:
-            continue
+    for idx in range(n_act):
+        j = act[idx]
         if tau_m[j] != last_tm or tau_s[j] != last_ts:  # equal constants (nominal params) share the exps
             last_tm, last_ts = tau_m[j], tau_s[j]
             a = math.exp(-dt / tau_m[j])
@@ -121,6 +121,9 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
     lv = np.empty(n)
     li = np.empty(n)
     q = np.empty(n)
+    # neurons whose lambda may be nonzero, ascending; skipping the others changes no bit of any sum
+    act = np.empty(n, np.int64)
+    is_act = np.zeros(n, np.bool_)
     for s in range(n_samples):
         i0, i1 = in_off[s], in_off[s + 1]
         k0, k1 = sp_off[s], sp_off[s + 1]
@@ -179,6 +182,8 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
         lv[:] = 0.0
         li[:] = 0.0
         q[:] = 0.0
+        is_act[:] = False
+        n_act = 0
         t_cur = t_end
         ip, kp, rp = i1 - 1, k1 - 1, nr - 1
         while ip >= i0 or kp >= k0 or rp >= 0:
@@ -190,13 +195,14 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
             if rp >= 0:
                 t = max(t, rel_t[rp])
             if t < t_cur:
-                _decay_lambda(lv, li, tau_m, tau_s, t_cur - t)
+                _decay_lambda(lv, li, tau_m, tau_s, t_cur - t, act, n_act)
                 t_cur = t
             # (a) reads with lambda^+: inputs and neuron spikes of this instant
             while ip >= i0 and in_t[ip] == t:
                 row = in_src[ip]
                 acc = 0.0
-                for j in range(n):
+                for idx in range(n_act):
+                    j = act[idx]
                     grad_w[row, j] -= tau_s[j] * li[j]
                     acc += w[row, j] * (lv[j] - li[j])
                 grad_in[ip] += acc
@@ -205,7 +211,8 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
             while ka >= k0 and sp_t[ka] == t:
                 row = n_in + sp_n[ka]
                 acc = 0.0
-                for j in range(n):
+                for idx in range(n_act):
+                    j = act[idx]
                     grad_w[row, j] -= tau_s[j] * li[j]
                     acc += w[row, j] * (lv[j] - li[j])
                 eps[ka - k0] = acc
@@ -226,6 +233,14 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
                 lv[j] = (q[j] + dl_dt[kp] + eps[kp - k0]) / den
                 q[j] = 0.0
                 kp -= 1
+                if not is_act[j]:
+                    is_act[j] = True
+                    pos = n_act
+                    while pos > 0 and act[pos - 1] > j:
+                        act[pos] = act[pos - 1]
+                        pos -= 1
+                    act[pos] = j
+                    n_act += 1
 
 
 def _sample_offsets(sample: np.ndarray, n_samples: int, name: str) -> np.ndarray:
