@@ -94,28 +94,25 @@ class Message:
 
     def _non_decreasing(self, name: str) -> None:
         a = getattr(self, name)
-        if a.size > 1:
+        if a.size > 1 and (a[1:] < a[:-1]).any():  # the index search only once we know it fails
             back = np.flatnonzero(a[1:] < a[:-1])
-            if back.size:
-                self._fail(f"{name}[{back[0] + 1}]", "ticks must not decrease")
+            self._fail(f"{name}[{back[0] + 1}]", "ticks must not decrease")
 
     def _at_most(self, name: str, bound: int | float, what: str = "") -> None:
         a = getattr(self, name)
-        if a.size:
-            bad = np.flatnonzero(a.reshape(-1) > bound)
-            if bad.size:
-                idx = np.unravel_index(bad[0], a.shape)
-                where = ",".join(str(int(i)) for i in idx)
-                self._fail(f"{name}[{where}]", f"{what or 'value'} {a[idx]} exceeds {bound}")
+        # integers: one reduction; floats compare elementwise, since a NaN would hide the max
+        if a.size and (a.max() > bound if a.dtype.kind in "iu" else (a > bound).any()):
+            self._fail_at(name, a, a.reshape(-1) > bound, f"exceeds {bound}", what)
 
     def _at_least(self, name: str, bound: int | float, what: str = "") -> None:
         a = getattr(self, name)
-        if a.size:
-            bad = np.flatnonzero(a.reshape(-1) < bound)
-            if bad.size:
-                idx = np.unravel_index(bad[0], a.shape)
-                where = ",".join(str(int(i)) for i in idx)
-                self._fail(f"{name}[{where}]", f"{what or 'value'} {a[idx]} is below {bound}")
+        if a.size and (a.min() < bound if a.dtype.kind in "iu" else (a < bound).any()):
+            self._fail_at(name, a, a.reshape(-1) < bound, f"is below {bound}", what)
+
+    def _fail_at(self, name: str, a: np.ndarray, bad: np.ndarray, problem: str, what: str) -> typing.NoReturn:
+        idx = np.unravel_index(np.flatnonzero(bad)[0], a.shape)
+        where = ",".join(str(int(i)) for i in idx)
+        self._fail(f"{name}[{where}]", f"{what or 'value'} {a[idx]} {problem}")
 
     # -- value semantics ----------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:

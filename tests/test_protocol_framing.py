@@ -165,3 +165,12 @@ def test_corrupt_frames_pass_the_reader_and_fail_alone_at_decode():
 def test_max_frame_bytes_below_the_header_is_refused():
     with pytest.raises(ValueError, match="max_frame_bytes must be >= 8, got 7"):
         FrameReader(max_frame_bytes=7)
+
+
+def test_the_codec_crc_is_zlib_crc32_whichever_backend_computes_it():
+    from neurosplit.protocol import _codec
+
+    data = np.random.default_rng(5).integers(0, 256, 100_003, dtype=np.uint8)
+    assert _codec._crc32(data) == zlib.crc32(data.tobytes())
+    assert _codec._crc32(data[1000:], _codec._crc32(data[:1000])) == zlib.crc32(data.tobytes())
+    assert _codec._crc32(b"") == zlib.crc32(b"") == 0
