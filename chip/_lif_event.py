@@ -284,7 +284,8 @@ def _run_events(row_ptr, col, val, n_in, nc, v_leak, v_reset, theta0, t_ref, th_
                     t0 = t_last[j]
                     new = t0 + _crossing_bound(u[j], cur[j], theta[j], nc[_TM, j])
                     if new <= key[j]:
-                        new = t0 + _next_crossing(u[j], cur[j], theta[j], t_end - t0, nc, j)
+                        # max: a root found a rounding error below its lower bound must not go back in time
+                        new = max(t0 + _next_crossing(u[j], cur[j], theta[j], t_end - t0, nc, j), key[j])
                         exact[j] = True
                     _key_set(j, new, key, bmin, barg, dirty)
                     continue
