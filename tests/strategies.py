@@ -71,12 +71,14 @@ def array_strategy(dtype: str, ndim: int, elements: st.SearchStrategy | None = N
     return hnp.arrays(np.dtype(dtype), shape, elements=elements)
 
 
+@functools.cache
 def _scalar_fields(cls: type[Message]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in cls.ARRAYS}
 
 
-def generic_fields(cls: type[Message], skip: Any = (), max_n: int = MAX_N) -> st.SearchStrategy[dict[str, Any]]:
+@functools.lru_cache(maxsize=256)
+def generic_fields(cls: type[Message], skip: frozenset = frozenset(), max_n: int = MAX_N) -> st.SearchStrategy[dict[str, Any]]:
     """The fields of ``cls`` not in ``skip``, each drawn from its type alone."""
     parts = {name: scalar_strategy(kind) for name, kind in _scalar_fields(cls).items()}
     parts.update({name: array_strategy(dtype, ndim, max_n=max_n) for name, (dtype, ndim) in cls.ARRAYS.items()})
@@ -234,7 +236,7 @@ def _relayout(draw, a: np.ndarray) -> Any:
 def message_of(draw, cls: type[Message], relayout: bool = True, max_n: int = MAX_N) -> Message:
     """A valid message of class ``cls`` whose arrays have at most ``max_n`` entries per axis."""
     kwargs = draw(_RELATED[cls.TAG](max_n)) if cls.TAG in _RELATED else {}
-    kwargs.update(draw(generic_fields(cls, skip=kwargs.keys(), max_n=max_n)))
+    kwargs.update(draw(generic_fields(cls, skip=frozenset(kwargs), max_n=max_n)))
     if relayout:
         for name in cls.ARRAYS:
             kwargs[name] = draw(_relayout(kwargs[name]))
