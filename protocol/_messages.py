@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._base import MAX_LABEL, Message
+from ._base import MAX_LABEL, MAX_STR_BYTES, Message
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -396,6 +396,13 @@ class Error(Message):
     message: str
     in_reply_to: str = ""
     run_id: int = -1
+
+    def __post_init__(self) -> None:
+        # An error report must never fail for being too long: cut the text to what the wire carries.
+        if isinstance(self.message, str) and len(self.message.encode("utf-8", "replace")) > MAX_STR_BYTES:
+            cut = self.message.encode("utf-8", "replace")[:MAX_STR_BYTES - 16].decode("utf-8", "ignore")
+            object.__setattr__(self, "message", cut + " [truncated]")
+        Message.__post_init__(self)
 
     def _check(self) -> None:
         if self.fault not in FAULTS:
