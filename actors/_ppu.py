@@ -48,11 +48,14 @@ PPU_MEMORY_BYTES = 16 * 1024
 
 @dataclass(frozen=True)
 class PpuConfig:
-    """fixed_point_bits: 0 for float64 accumulators, else the signed fixed-point width the PPU
-    keeps gradients and optimiser moments in (frac bits: fixed_point_frac_bits)."""
+    """fixed_point_bits: 0 for float64, else the width of the PPU's fixed-point weight
+    accumulator and gradient mantissas (chip.LearnerConfig)."""
 
     fixed_point_bits: int = 0
-    fixed_point_frac_bits: int = 12
+
+    def __post_init__(self) -> None:
+        if self.fixed_point_bits and not 8 <= self.fixed_point_bits <= 32:
+            raise ValueError(f"fixed_point_bits must be 0 or in [8, 32], got {self.fixed_point_bits}")
 
 
 @dataclass
@@ -147,8 +150,7 @@ class PpuActor(Actor):
         reply = await self._request(lambda rid: ReadWeights(request_id=rid, row=used, column=circuits.astype(np.uint16)))
         weight = np.zeros((self._row_label.size, circuits.size), np.uint8)
         weight[reply.row.astype(np.int64)] = reply.weight
-        config = LearnerConfig.from_params(cfg.loss, cfg.params, fixed_point_bits=self.config.fixed_point_bits,
-                                           fixed_point_frac_bits=self.config.fixed_point_frac_bits)
+        config = LearnerConfig.from_params(cfg.loss, cfg.params, fixed_point_bits=self.config.fixed_point_bits)
         self.learner = Learner.from_synapses(params, cfg.input_label, cfg.hidden_neuron, cfg.output_neuron,
                                              self._row_label, self._row_sign, weight, cfg.trainable.astype(bool), config)
         self.log.info("learning_configured", n_inputs=len(cfg.input_label), n_neurons=len(circuits),

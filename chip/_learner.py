@@ -29,8 +29,11 @@ __all__ = ["LearnerConfig", "Learner", "StepOutcome", "RowMap"]
 class LearnerConfig:
     """Loss and optimiser settings; times in hardware microseconds.
 
-    fixed_point_bits: 0 keeps float64 accumulators; otherwise gradients and optimiser moments are
-    rounded to a signed fixed-point grid of that many bits (as a PPU without FPU would hold them).
+    fixed_point_bits: 0 keeps float64 weights and gradients; otherwise the PPU holds its weight
+    accumulator as signed fixed point of that many bits (7 integer bits for +-63.5 codes, the rest
+    fraction) and each gradient as block floating point: one shared power-of-two exponent per step
+    and a fixed_point_bits-bit signed mantissa per entry, as a processor without FPU would keep
+    them. The optimiser moments stay float64.
     grad_clip: clip each gradient entry (in codes) to +-grad_clip; 0 disables.
     """
 
@@ -41,19 +44,16 @@ class LearnerConfig:
     eps: float = 1e-8
     grad_clip: float = 0.0
     fixed_point_bits: int = 0
-    fixed_point_frac_bits: int = 12
     loss_params: dict = field(default_factory=dict)
 
 
     @classmethod
-    def from_params(cls, loss: str, params: dict, *, fixed_point_bits: int = 0,
-                    fixed_point_frac_bits: int = 12) -> "LearnerConfig":
+    def from_params(cls, loss: str, params: dict, *, fixed_point_bits: int = 0) -> "LearnerConfig":
         """Settings from a ConfigureLearning params map: optimiser keys (lr, beta1, beta2, eps,
         grad_clip) are taken out, the rest are loss parameters."""
         p = dict(params)
         opt = {k: float(p.pop(k)) for k in ("lr", "beta1", "beta2", "eps", "grad_clip") if k in p}
-        return cls(loss=loss, fixed_point_bits=fixed_point_bits, fixed_point_frac_bits=fixed_point_frac_bits,
-                   loss_params=p, **opt)
+        return cls(loss=loss, fixed_point_bits=fixed_point_bits, loss_params=p, **opt)
 
 
 class RowMap(NamedTuple):
@@ -151,8 +151,8 @@ class Learner:
 
     def working_set_bytes(self, n_events: int = 0) -> int:
         """Bytes of learner state: shadow weights, optimiser moments, and a spike buffer of n_events."""
-        per_value = 8 if not self.config.fixed_point_bits else max(1, -(-self.config.fixed_point_bits // 8))
-        return 3 * self.shadow.size * per_value + n_events * (4 + 2 + 2)
+        weight_bytes = 8 if not self.config.fixed_point_bits else -(-self.config.fixed_point_bits // 8)
+        return self.shadow.size * (weight_bytes + 2 * 8) + n_events * (4 + 2 + 2)
 
     # -- the step ---------------------------------------------------------------------------
     def spikes_from_ticks(self, t_ticks, label, sample, sample_ticks: int):
@@ -193,8 +193,7 @@ class Learner:
                             n_samples, t_end_us)
         grad = np.where(self.mask, adj.grad_w * CURRENT_LSB_PER_CODE, 0.0)
         if self.config.fixed_point_bits:
-            grad = to_fixed_point(grad, frac_bits=self.config.fixed_point_frac_bits,
-                                  total_bits=self.config.fixed_point_bits)
+            grad = _block_fixed_point(grad, self.config.fixed_point_bits)
         if self.config.grad_clip > 0:
             grad = np.clip(grad, -self.config.grad_clip, self.config.grad_clip)
         counts = np.bincount(spikes.neuron, minlength=self.n).astype(np.uint32)
@@ -204,6 +203,9 @@ class Learner:
             self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=lr or self.config.lr,
                                                beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
             self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
+            if self.config.fixed_point_bits:
+                bits = self.config.fixed_point_bits
+                self.shadow = to_fixed_point(self.shadow, frac_bits=max(bits - 7, 0), total_bits=bits)
             rows, codes = self._changed_rows(before, self.signed_codes())
         return StepOutcome(loss, grad, counts, rows, codes, int(getattr(adj, "guard_count", 0)))
 
@@ -222,3 +224,12 @@ class Learner:
         keep = np.isin(src_all, changed_src)
         order = np.argsort(rows_all[keep], kind="stable")
         return rows_all[keep][order], codes_all[keep][order]
+
+
+def _block_fixed_point(x: np.ndarray, bits: int) -> np.ndarray:
+    """``x`` with one shared power-of-two exponent and a ``bits``-bit signed mantissa per entry."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0:
+        return x
+    exponent = int(np.ceil(np.log2(peak)))  # |x| / 2**exponent <= 1
+    return to_fixed_point(x / 2.0 ** exponent, frac_bits=bits - 1, total_bits=bits) * 2.0 ** exponent

@@ -40,7 +40,8 @@ def configure_logging(json_logs: bool, level: str) -> None:
 def _system_config(args) -> actors.SystemConfig:
     spec = MismatchSpec.ideal() if args.ideal_chip else MismatchSpec()
     return actors.SystemConfig(seed=args.seed, chip_seed=args.chip_seed, link_buffer=args.link_buffer,
-                               window=args.window, core=CoreConfig(mismatch=spec, calibrate=not args.no_calibrate))
+                               window=args.window, core=CoreConfig(mismatch=spec, calibrate=not args.no_calibrate),
+                               ppu=actors.PpuConfig(fixed_point_bits=args.ppu_fixed_point))
 
 
 async def _final_weights(system: actors.System) -> np.ndarray:
@@ -128,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--window", type=int, default=4, help="runs the host keeps in flight")
     common.add_argument("--ideal-chip", action="store_true", help="no device mismatch and no noise")
     common.add_argument("--no-calibrate", action="store_true", help="skip the neuron calibration")
+    common.add_argument("--ppu-fixed-point", type=int, default=0, metavar="BITS",
+                        help="PPU weight accumulator and gradients in BITS-bit fixed point (0: float64)")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="play Poisson spike trains through a small network")

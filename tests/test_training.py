@@ -46,3 +46,14 @@ async def test_same_seeds_train_bit_identically_with_tiny_buffers():
     a, wa, _ = await _train(SMALL)
     b, wb, _ = await _train(SMALL, SystemConfig(core=FAST_CORE, chip_seed=4, link_buffer=0, window=1, chunk_events=5))
     assert weights_sha256(wa) == weights_sha256(wb) and a["train_loss"] == b["train_loss"]
+
+
+async def test_fixed_point_ppu_stays_within_one_code_of_float_learning():
+    from neurosplit.actors import PpuConfig
+
+    cfg = replace(SMALL, learning="on-chip-eventprop")
+    _, w_float, _ = await _train(cfg)
+    _, w_fixed, _ = await _train(cfg, SystemConfig(core=FAST_CORE, chip_seed=4, ppu=PpuConfig(fixed_point_bits=16)))
+    diff = np.abs(w_float.astype(int) - w_fixed.astype(int))
+    assert diff.max() <= 1  # 16-bit accumulators (9 fraction bits) round differently, never by more than a code
+    assert np.count_nonzero(diff) <= 0.02 * np.count_nonzero(w_float)
