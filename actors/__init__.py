@@ -6,10 +6,12 @@ from ._host import BoardError, HostActor, RunResult
 from ._link import DirectionStats, Link, LinkEnd, open_link
 from ._ppu import PPU_MEMORY_BYTES, PpuActor, PpuConfig
 from ._router import RouterActor, RouterConfig
-from ._system import LINK_NAMES, System, SystemConfig, first_actor_failure, open_system
+from ._system import LINK_NAMES, System, SystemConfig, TransportWrapper, first_actor_failure, open_system
+from ._transport import FrameTransport, MemoryTransport, memory_transport_pair
 
 __all__ = [
     "Actor", "ActorFailed", "CoreActor", "BoardError", "HostActor", "RunResult", "DirectionStats", "Link",
     "LinkEnd", "open_link", "PPU_MEMORY_BYTES", "PpuActor", "PpuConfig", "RouterActor", "RouterConfig",
-    "LINK_NAMES", "System", "SystemConfig", "first_actor_failure", "open_system",
+    "LINK_NAMES", "System", "SystemConfig", "TransportWrapper", "first_actor_failure", "open_system",
+    "FrameTransport", "MemoryTransport", "memory_transport_pair",
 ]

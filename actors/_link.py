@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..protocol import DEFAULT_MAX_FRAME_BYTES, Message, RemoteProtocolError, decode, encode
+from ._transport import FrameTransport, memory_transport_pair
 
 __all__ = ["Link", "LinkEnd", "DirectionStats", "open_link"]
 
@@ -51,13 +52,11 @@ class DirectionStats:
 class LinkEnd:
     """One actor's end of a link: sends on one direction, receives on the other."""
 
-    def __init__(self, link: "Link", out_dir: str, send: trio.MemorySendChannel, receive: trio.MemoryReceiveChannel,
-                 max_frame_bytes: int) -> None:
+    def __init__(self, link: "Link", out_dir: str, transport: FrameTransport, max_frame_bytes: int) -> None:
         self.link = link
         self.out_dir = out_dir
         self.in_dir = "up" if out_dir == "down" else "down"
-        self._send = send
-        self._receive = receive
+        self.transport = transport
         self._max_frame_bytes = max_frame_bytes
 
     @property
@@ -77,15 +76,15 @@ class LinkEnd:
 
     async def _send_counted_frame(self, frame: bytes) -> None:
         stats = self.link.stats[self.out_dir]
-        depth = self._send.statistics().current_buffer_used + 1
+        depth = self.transport.buffer_used() + 1
         if depth > stats.peak_depth:
             stats.peak_depth = depth
-        await self._send.send(frame)
+        await self.transport.send_frame(frame)
 
     async def receive(self) -> Message:
         """The next message; raises RemoteProtocolError for a bad frame (the link stays usable)
         and trio.EndOfChannel once the peer has closed its end."""
-        frame = await self._receive.receive()
+        frame = await self.transport.receive_frame()
         try:
             return decode(frame, self._max_frame_bytes)
         except RemoteProtocolError:
@@ -93,22 +92,26 @@ class LinkEnd:
             raise
 
     async def aclose(self) -> None:
-        await self._send.aclose()
+        await self.transport.aclose()
 
 
 class Link:
-    """A named, bidirectional link. ``down`` runs from the host side (``a``) to the chip side (``b``)."""
+    """A named, bidirectional link. ``down`` runs from the host side (``a``) to the chip side (``b``).
 
-    def __init__(self, name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    By default both ends sit on in-process channels of ``buffer`` frames each way; pass
+    ``transports=(a, b)`` to put the ends on anything else (wrappers, sockets).
+    """
+
+    def __init__(self, name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 transports: tuple[FrameTransport, FrameTransport] | None = None) -> None:
         if buffer != math.inf and (buffer < 0 or int(buffer) != buffer):
             raise ValueError(f"buffer must be a non-negative integer, got {buffer}")
         self.name = name
         self.buffer = buffer
         self.stats = {"down": DirectionStats(), "up": DirectionStats()}
-        down_send, down_recv = trio.open_memory_channel[bytes](buffer)
-        up_send, up_recv = trio.open_memory_channel[bytes](buffer)
-        self.a = LinkEnd(self, "down", down_send, up_recv, max_frame_bytes)
-        self.b = LinkEnd(self, "up", up_send, down_recv, max_frame_bytes)
+        a, b = transports if transports is not None else memory_transport_pair(buffer)
+        self.a = LinkEnd(self, "down", a, max_frame_bytes)
+        self.b = LinkEnd(self, "up", b, max_frame_bytes)
 
     def statistics(self) -> dict:
         return {d: s.as_dict() for d, s in self.stats.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Mapping
 
 import trio
 
@@ -21,11 +21,12 @@ from ..chip._event_links import EventLaneModel
 from ._actor import ActorFailed
 from ._core import CoreActor, CoreConfig
 from ._host import HostActor
-from ._link import Link, open_link
+from ._link import Link
+from ._transport import FrameTransport, memory_transport_pair
 from ._ppu import PpuActor, PpuConfig
 from ._router import RouterActor, RouterConfig
 
-__all__ = ["SystemConfig", "System", "open_system", "LINK_NAMES", "first_actor_failure"]
+__all__ = ["SystemConfig", "System", "open_system", "LINK_NAMES", "first_actor_failure", "TransportWrapper"]
 
 LINK_NAMES = ("host", "chip", "ppu", "synram")
 """host: host <-> router (the 1 GbE-like host link); chip: router <-> analog core (event lanes);
@@ -77,14 +78,26 @@ class System:
         return out
 
 
+TransportWrapper = Callable[[FrameTransport, FrameTransport], tuple[FrameTransport, FrameTransport]]
+
+
 @asynccontextmanager
-async def open_system(config: SystemConfig = SystemConfig()) -> AsyncIterator[System]:
+async def open_system(config: SystemConfig = SystemConfig(), *,
+                      wrap: Mapping[str, TransportWrapper] | None = None) -> AsyncIterator[System]:
     """Start the four actors, shake hands, yield the system; shut it down cleanly on exit.
+
+    wrap: per link name, a function that takes the link's two in-process transports (host side,
+    chip side) and returns the transports to use instead (fault injection, link models).
 
     An actor that fails stops the whole system: the exception that leaves this context is an
     ExceptionGroup holding an ActorFailed that names the actor (see first_actor_failure).
     """
-    links = {name: open_link(name, config.link_buffer) for name in LINK_NAMES}
+    links = {}
+    for name in LINK_NAMES:
+        pair = memory_transport_pair(config.link_buffer)
+        if wrap and name in wrap:
+            pair = wrap[name](*pair)
+        links[name] = Link(name, config.link_buffer, transports=pair)
     host = HostActor(links["host"].a, window=config.window)
     router = RouterActor(links["host"].b, links["chip"].a, links["ppu"].a,
                          RouterConfig(chunk_events=config.chunk_events, lanes=config.lanes, chip_id=config.chip_seed))

@@ -66,7 +66,7 @@ async def test_traffic_counters_equal_the_frames_sent():
             SpikeBatch(run_id=1, t_ticks=np.arange(5), label=np.arange(5), sample=np.zeros(5, np.uint32), horizon_ticks=10)]
     for m in msgs:
         await link.a.send(m)
-    raw = [link.b._receive.receive_nowait() for _ in msgs]
+    raw = [await link.b.transport.receive_frame() for _ in msgs]
     stats = link.stats["down"]
     assert stats.bytes == sum(len(f) for f in raw) == sum(len(encode(m)) for m in msgs)
     assert stats.messages == 2 and stats.events == 5

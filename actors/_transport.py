@@ -1,0 +1,53 @@
+"""Frame transports: what carries a link end's frames. In-process channels today; wrappers
+(fault injection, hardware link models, reliable delivery) and sockets implement the same four
+methods, so a link end never knows what is underneath.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import trio
+
+__all__ = ["FrameTransport", "MemoryTransport", "memory_transport_pair"]
+
+
+@runtime_checkable
+class FrameTransport(Protocol):
+    """One end of a bidirectional frame pipe. ``receive_frame`` raises trio.EndOfChannel once the
+    peer has closed; ``buffer_used`` is the number of frames waiting on the way out."""
+
+    async def send_frame(self, frame: bytes) -> None: ...
+
+    async def receive_frame(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+    def buffer_used(self) -> int: ...
+
+
+class MemoryTransport:
+    """A transport over two bounded trio memory channels (``buffer`` frames each way; 0 is a rendezvous)."""
+
+    def __init__(self, send: trio.MemorySendChannel, receive: trio.MemoryReceiveChannel) -> None:
+        self._send = send
+        self._receive = receive
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self._send.send(frame)
+
+    async def receive_frame(self) -> bytes:
+        return await self._receive.receive()
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+
+    def buffer_used(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+
+def memory_transport_pair(buffer: int | float) -> tuple[MemoryTransport, MemoryTransport]:
+    """Two connected in-process transports: what one sends, the other receives, in order."""
+    a_send, b_recv = trio.open_memory_channel[bytes](buffer)
+    b_send, a_recv = trio.open_memory_channel[bytes](buffer)
+    return MemoryTransport(a_send, a_recv), MemoryTransport(b_send, b_recv)

@@ -1,0 +1,53 @@
+"""The command line: reports carry the keys DESIGN.md promises, errors are one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neurosplit.host.cli import main
+
+
+def test_run_writes_a_report_with_seeds_traffic_and_hashes(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    assert main(["run", "--samples", "3", "--seed", "2", "--chip-seed", "5", "--no-calibrate", "--report", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert {"command", "version", "seed", "chip_seed", "traffic", "dropped", "spikes_sha256", "weights_sha256"} <= set(report)
+    assert report["seed"] == 2 and report["chip_seed"] == 5 and report["dropped"] == {}
+    assert set(report["traffic"]) == {"host", "chip", "ppu", "synram"}
+    assert report["traffic"]["host"]["down"]["events"] == report["events_in"]
+    out = capsys.readouterr().out
+    assert "link" in out and "bytes" in out and "host" in out
+
+
+def test_run_is_reproducible_from_the_command_line(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for p, buffer in ((a, "0"), (b, "7")):
+        assert main(["run", "--samples", "2", "--no-calibrate", "--link-buffer", buffer, "--report", str(p)]) == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["spikes_sha256"] == rb["spikes_sha256"] and ra["events_out"] > 0
+
+
+def test_train_report_has_the_training_keys(tmp_path):
+    path = tmp_path / "train.json"
+    argv = ["train", "yinyang", "--epochs", "1", "--n-train", "100", "--n-test", "50", "--hidden", "20",
+            "--no-calibrate", "--report", str(path)]
+    assert main(argv) == 0
+    report = json.loads(path.read_text())
+    for key in ("test_accuracy", "train_accuracy", "train_loss", "wall_s", "samples_per_s", "spikes_per_hidden_neuron",
+                "traffic", "host_link_bytes_per_sample", "dropped", "weights_sha256", "learning", "task",
+                "ppu_working_set_bytes", "ppu_memory_bytes"):
+        assert key in report, key
+    assert 0.0 <= report["test_accuracy"] <= 1.0 and len(report["train_loss"]) == 1
+
+
+def test_a_network_that_does_not_fit_is_one_clear_line(capsys):
+    assert main(["run", "--inputs", "200", "--hidden", "10", "--no-calibrate"]) == 2
+    err = capsys.readouterr().err
+    assert "synapse rows" in err and "Traceback" not in err
+
+
+def test_bad_option_values_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "yinyang", "--learning", "telepathy"])
