@@ -15,6 +15,10 @@ so only event timing is discretised. At each grid point k (k = 0 .. n_steps), in
 4. spikes found in 2. jump their targets' I, so they act on V from the next step on;
 5. record (V, I) at t_k, after all jumps of that grid point.
 
+With ``record_pre`` the membrane is also recorded between 1. and 2. (``v_pre_lsb``, k < n_steps): what
+a sampler reads at t_k just before that grid point's threshold check, the value a surrogate gradient
+evaluates (a neuron that spikes at k shows how far it got, a held one shows v_reset).
+
 Every event thus acts at the first grid point at or after its time and spike times are late by less
 than a step, so spike times converge to ``simulate_events`` as O(dt_us).
 """
@@ -39,6 +43,7 @@ class StepResult(NamedTuple):
     spikes: SpikeRecord  # spike times on the step grid
     v_lsb: np.ndarray | None  # float64[n_samples, n_steps + 1, n]: V at t = k dt_us (if record)
     i_lsb: np.ndarray | None  # same for I
+    v_pre_lsb: np.ndarray | None = None  # float64[n_samples, n_steps, n]: V at t_k before its threshold (if record_pre)
 
 
 def step_coefficients(tau_mem_us, tau_syn_us, dt_us: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,7 +72,7 @@ def _add_row(row, row_ptr, col, val, cur):
 
 @njit(cache=True, nogil=True)
 def _run_steps(row_ptr, col, val, n_in, a, b, g, v_leak, v_reset, theta0, n_ref, th_off, use_off,
-               in_k, in_src, in_off, n_steps, dt, record, v_out, i_out,
+               in_k, in_src, in_off, n_steps, dt, record, v_out, i_out, record_pre, v_pre_out,
                s_begin, out_t, out_nrn, out_smp, status):
     n = a.shape[0]
     n_samples = in_off.shape[0] - 1
@@ -96,6 +101,9 @@ def _run_steps(row_ptr, col, val, n_in, a, b, g, v_leak, v_reset, theta0, n_ref,
                     cur[j] *= b[j]
             n_fired = 0
             if k < n_steps:
+                if record_pre:
+                    for j in range(n):
+                        v_pre_out[smp, k, j] = v_leak[j] + u[j]  # a held neuron sits at u_reset
                 for j in range(n):
                     if refc[j] == 0 and u[j] >= theta[j]:
                         fired[n_fired] = j
@@ -122,7 +130,7 @@ def _run_steps(row_ptr, col, val, n_in, a, b, g, v_leak, v_reset, theta0, n_ref,
 
 
 def simulate_steps(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_us, dt_us, *,
-                   v_th_offset_lsb=None, record=False) -> StepResult:
+                   v_th_offset_lsb=None, record=False, record_pre=False) -> StepResult:
     """Time-stepped LIF dynamics of a batch of independent samples on the grid t_k = k dt_us.
 
     Arguments as for ``simulate_events`` (w_lsb float64[n_in + n, n], params NeuronParams of n neurons,
@@ -132,7 +140,9 @@ def simulate_steps(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_u
     k < n_steps. The module docstring gives the order of operations within a grid point.
 
     Returns StepResult(spikes on the grid, v_lsb, i_lsb); with record=True v_lsb and i_lsb are
-    float64[n_samples, n_steps + 1, n] (V and I at each grid point after its jumps), else None.
+    float64[n_samples, n_steps + 1, n] (V and I at each grid point after its jumps), else None;
+    with record_pre=True v_pre_lsb is float64[n_samples, n_steps, n], V at each grid point k < n_steps
+    before its threshold check (a neuron spiking at k reads its supra-threshold value there).
     """
     net = prepare_network(w_lsb, params)
     inp = prepare_inputs(in_t_us, in_src, in_sample, n_samples, t_end_us, net.n_in)
@@ -145,11 +155,13 @@ def simulate_steps(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_u
     in_k = grid_index(inp.t_us, dt)
     shape = (inp.n_samples, n_steps + 1, net.n) if record else (0, 0, 0)
     v_out, i_out = np.empty(shape), np.empty(shape)
+    v_pre = np.empty((inp.n_samples, n_steps, net.n) if record_pre else (0, 0, 0))
 
     def run(s_begin, out_t, out_nrn, out_smp, status):
         _run_steps(net.row_ptr, net.col, net.val, net.n_in, a, b, g, p.v_leak_lsb, p.v_reset_lsb,
                    p.v_th_lsb - p.v_leak_lsb, n_ref, off, use_off, in_k, inp.src, inp.offsets, n_steps, dt,
-                   bool(record), v_out, i_out, s_begin, out_t, out_nrn, out_smp, status)
+                   bool(record), v_out, i_out, bool(record_pre), v_pre, s_begin, out_t, out_nrn, out_smp, status)
 
     spikes = collect_spikes(run, inp.n_samples, 2 * inp.t_us.size + 8 * net.n + 64)
-    return StepResult(spikes, v_out if record else None, i_out if record else None)
+    return StepResult(spikes, v_out if record else None, i_out if record else None,
+                      v_pre if record_pre else None)

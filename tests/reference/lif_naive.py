@@ -121,8 +121,10 @@ def simulate_events_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, 
     return spikes, v_probe
 
 
-def simulate_steps_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, dt, v_th_offset=None):
-    """Returns (spikes as a list of (sample, t, neuron), V float64[n_samples, n_steps + 1, n], I same)."""
+def simulate_steps_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, dt, v_th_offset=None,
+                         with_pre=False):
+    """Returns (spikes as a list of (sample, t, neuron), V float64[n_samples, n_steps + 1, n], I same),
+    and with_pre also V float64[n_samples, n_steps, n] before each grid point's threshold check."""
     w = np.asarray(w, float)
     tm, ts, vl, vr, vth, tref = (np.asarray(x, float) for x in params)
     n = tm.size
@@ -135,6 +137,7 @@ def simulate_steps_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, d
     spikes = []
     vs = np.zeros((n_samples, n_steps + 1, n))
     cs = np.zeros_like(vs)
+    vpre = np.zeros((n_samples, n_steps, n))
     for smp in range(n_samples):
         th = vth + (0.0 if v_th_offset is None else np.asarray(v_th_offset, float)[smp])
         bins = {}
@@ -150,6 +153,7 @@ def simulate_steps_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, d
                 c = beta * c
             fired = np.zeros(n, bool)
             if k < n_steps:
+                vpre[smp, k] = v
                 fired = (hold == 0) & (v >= th)
                 for j in np.flatnonzero(fired):
                     spikes.append((smp, k * dt, int(j)))
@@ -161,4 +165,4 @@ def simulate_steps_naive(w, params, in_t, in_src, in_sample, n_samples, t_end, d
                 c = c + w[n_in + j]
             vs[smp, k] = np.where(hold > 0, vr, v)
             cs[smp, k] = c
-    return spikes, vs, cs
+    return (spikes, vs, cs, vpre) if with_pre else (spikes, vs, cs)
