@@ -10,6 +10,7 @@ is reported so that a test can check it.
 from __future__ import annotations
 
 import math
+from time import perf_counter
 
 import structlog
 import trio
@@ -49,6 +50,9 @@ class Actor:
         self.inbox_peak = 0
         self.bad_frames = 0
         self._stopping = False
+        self.handled = 0
+        self.busy_s = 0.0  # wall seconds inside handle(): its own work, and what it awaits (threads, sends)
+        self.probe = None  # a profiler's per-actor hook (actors/_profile.py), None when off
 
     async def serve(self) -> None:
         """Serve until a Shutdown has been handled or every inbound link has closed."""
@@ -64,7 +68,13 @@ class Actor:
                         self.log.warning("bad_frame", link=link_name, error=str(item.error))
                         await self.on_bad_frame(link_name, item.error)
                         continue
+                    t0 = perf_counter()
                     await self.handle(link_name, item)
+                    busy = perf_counter() - t0
+                    self.busy_s += busy
+                    self.handled += 1
+                    if self.probe is not None:
+                        self.probe.handled(link_name, item, t0, busy)
                     if self._stopping:
                         break
                 nursery.cancel_scope.cancel()
@@ -97,6 +107,8 @@ class Actor:
             depth = self._inbox_send.statistics().current_buffer_used
             if depth > self.inbox_peak:
                 self.inbox_peak = depth
+            if self.probe is not None:
+                self.probe.queued(link_name, msg, depth)
 
     async def handle(self, link_name: str, msg: Message) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

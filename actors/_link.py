@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from time import perf_counter
 
 import trio
 
 from ..protocol import DEFAULT_MAX_FRAME_BYTES, Message, RemoteProtocolError, decode, encode
+from ._link_model import LinkModel, LinkTimeline
 from ._transport import FrameTransport, memory_transport_pair
 
 __all__ = ["Link", "LinkEnd", "DirectionStats", "open_link"]
@@ -20,7 +22,8 @@ __all__ = ["Link", "LinkEnd", "DirectionStats", "open_link"]
 
 @dataclass
 class DirectionStats:
-    """Counters of one direction of a link. bytes are whole frames (frame header included)."""
+    """Counters of one direction of a link. bytes are whole frames (frame header included);
+    encode_s / decode_s: wall seconds spent encoding frames sent and decoding frames received."""
 
     messages: int = 0
     bytes: int = 0
@@ -28,6 +31,8 @@ class DirectionStats:
     by_tag: dict[str, list[int]] = field(default_factory=dict)  # tag -> [messages, bytes, events]
     rejected_frames: int = 0
     peak_depth: int = 0
+    encode_s: float = 0.0
+    decode_s: float = 0.0
 
     def count(self, tag: str, n_bytes: int, n_events: int) -> None:
         self.messages += 1
@@ -45,6 +50,8 @@ class DirectionStats:
             "events": self.events,
             "rejected_frames": self.rejected_frames,
             "peak_depth": self.peak_depth,
+            "encode_s": self.encode_s,
+            "decode_s": self.decode_s,
             "by_type": {t: {"messages": m, "bytes": b, "events": e} for t, (m, b, e) in sorted(self.by_tag.items())},
         }
 
@@ -64,9 +71,21 @@ class LinkEnd:
         return self.link.name
 
     async def send(self, msg: Message) -> None:
-        """Encode ``msg`` and send its frame; waits while the link's buffer is full."""
+        """Encode ``msg`` and send its frame; waits while the link's buffer is full. Under a link
+        model the message may lose its spike events to a full queue (counted, with a reason)."""
+        link = self.link
+        timeline = link.timeline
+        if timeline is not None:
+            msg, plan = timeline.admit(self.out_dir, msg)
+        t0 = perf_counter()
         frame = encode(msg)
-        self.link.stats[self.out_dir].count(msg.TAG, len(frame), msg.n_events())
+        stats = link.stats[self.out_dir]
+        stats.encode_s += perf_counter() - t0
+        stats.count(msg.TAG, len(frame), msg.n_events())
+        if timeline is not None:
+            link.track(self.out_dir, frame, msg.TAG, timeline.commit(plan, msg, len(frame)))
+        elif link.probe is not None:
+            link.track(self.out_dir, frame, msg.TAG, None)
         await self._send_counted_frame(frame)
 
     async def send_frame(self, frame: bytes) -> None:
@@ -79,17 +98,27 @@ class LinkEnd:
         depth = self.transport.buffer_used() + 1
         if depth > stats.peak_depth:
             stats.peak_depth = depth
+        if self.link.probe is not None:
+            self.link.probe.depth(self.out_dir, depth)
         await self.transport.send_frame(frame)
 
     async def receive(self) -> Message:
         """The next message; raises RemoteProtocolError for a bad frame (the link stays usable)
         and trio.EndOfChannel once the peer has closed its end."""
         frame = await self.transport.receive_frame()
+        link = self.link
+        if link.inflight:
+            link.arrived(self.in_dir, frame)
+        stats = link.stats[self.in_dir]
+        t0 = perf_counter()
         try:
-            return decode(frame, self._max_frame_bytes)
+            msg = decode(frame, self._max_frame_bytes)
         except RemoteProtocolError:
-            self.link.stats[self.in_dir].rejected_frames += 1
+            stats.rejected_frames += 1
             raise
+        finally:
+            stats.decode_s += perf_counter() - t0
+        return msg
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -99,16 +128,27 @@ class Link:
     """A named, bidirectional link. ``down`` runs from the host side (``a``) to the chip side (``b``).
 
     By default both ends sit on in-process channels of ``buffer`` frames each way; pass
-    ``transports=(a, b)`` to put the ends on anything else (wrappers, sockets).
+    ``transports=(a, b)`` to put the ends on anything else (wrappers, sockets). ``model``: the
+    hardware link it stands for (actors/_link_model.py); its emulated times and drops are in
+    ``timeline``. ``probe``: a profiler's per-link hook (actors/_profile.py), None when off.
     """
 
+    MAX_INFLIGHT = 4096
+    """Frames tracked between send and receive at most (frames a wrapper replaced never arrive)."""
+
     def __init__(self, name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 transports: tuple[FrameTransport, FrameTransport] | None = None) -> None:
+                 transports: tuple[FrameTransport, FrameTransport] | None = None,
+                 model: LinkModel | None = None) -> None:
         if buffer != math.inf and (buffer < 0 or int(buffer) != buffer):
             raise ValueError(f"buffer must be a non-negative integer, got {buffer}")
         self.name = name
         self.buffer = buffer
         self.stats = {"down": DirectionStats(), "up": DirectionStats()}
+        self.timeline = LinkTimeline(name, model) if model is not None else None
+        self.probe = None
+        # frames on their way, by identity: id -> (frame, wall send time, tag, Transit or None).
+        # A side table, so that nothing is added to the bytes on the wire.
+        self.inflight: dict[int, tuple] = {}
         a, b = transports if transports is not None else memory_transport_pair(buffer)
         self.a = LinkEnd(self, "down", a, max_frame_bytes)
         self.b = LinkEnd(self, "up", b, max_frame_bytes)
@@ -116,7 +156,25 @@ class Link:
     def statistics(self) -> dict:
         return {d: s.as_dict() for d, s in self.stats.items()}
 
+    def track(self, direction: str, frame: bytes, tag: str, transit) -> None:
+        """Remember a frame being sent, to match it when it is received."""
+        if len(self.inflight) >= self.MAX_INFLIGHT:
+            del self.inflight[next(iter(self.inflight))]
+        self.inflight[id(frame)] = (frame, perf_counter(), tag, transit)
 
-def open_link(name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Link:
+    def arrived(self, direction: str, frame: bytes) -> None:
+        """A frame was received: tell the timeline and the probe when it left and what it was."""
+        entry = self.inflight.pop(id(frame), None)
+        if entry is None or entry[0] is not frame:
+            return
+        _, t_sent, tag, transit = entry
+        if transit is not None:
+            self.timeline.delivered(direction, transit)
+        if self.probe is not None:
+            self.probe.hop(direction, tag, perf_counter() - t_sent, transit)
+
+
+def open_link(name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+              model: LinkModel | None = None) -> Link:
     """A new in-process link; ``link.a`` is the host-side end, ``link.b`` the chip-side end."""
-    return Link(name, buffer, max_frame_bytes)
+    return Link(name, buffer, max_frame_bytes, model=model)
