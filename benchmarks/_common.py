@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["PEERS_DIR", "REPO_ROOT", "Peer", "best_of", "cpu_model", "find_python", "header_line",
-           "load_average", "peer_venv", "versions_of_project", "write_json"]
+           "git_commit", "load_average", "peer_venv", "versions_of_project", "write_json"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(os.environ.get("NEUROSPLIT_PEERS_DIR", REPO_ROOT / "benchmarks" / ".peers"))
@@ -145,7 +145,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def versions_of_project() -> dict[str, str]:
-    """neurosplit, python, numpy and numba versions of the running interpreter."""
+    """python, neurosplit, numpy and numba versions of the running interpreter, and the git commit."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -154,4 +154,19 @@ def versions_of_project() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "?"
+    out["commit"] = git_commit()
     return out
+
+
+def git_commit() -> str:
+    """Short commit of the repository the benchmarks run from, '+dirty' if tracked files changed; '?' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    if head.returncode != 0:
+        return "?"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -8,7 +8,7 @@
   test accuracy is the "Acc: X after N epochs" line it logs (the last epoch's test accuracy); per-epoch
   test accuracies come from its "acc: X" lines.
 - ours: ``neurosplit train yinyang --learning on-chip-eventprop`` and ``--learning host-eventprop`` (the
-  project's console script, run as ``sys.executable -m neurosplit.host.cli``) with our default settings
+  project venv's ``neurosplit`` console script, beside ``sys.executable``) with our default settings
   (``--epochs`` only if ``--ours-epochs`` is given), each writing a JSON report whose ``test_accuracy``,
   ``wall_s`` and ``host_link_bytes_per_sample`` are read back.
 
@@ -76,6 +76,14 @@ def run_jaxsnn(peer: _common.Peer, epochs: int, seed: int, log_dir: Path) -> dic
             "train_samples_seen": train * epochs, "settings": settings}
 
 
+def neurosplit_command() -> list[str]:
+    """The project venv's ``neurosplit`` console script, or the same entry point through this interpreter."""
+    script = Path(sys.executable).with_name("neurosplit")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from neurosplit.host.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
 def run_ours(learning: str, epochs: int | None, seed: int, chip_seed: int, log_dir: Path) -> dict:
     """Run ``neurosplit train yinyang --learning LEARNING`` once; figures from its JSON report."""
     report = log_dir / f"{learning}.json"
@@ -83,7 +91,7 @@ def run_ours(learning: str, epochs: int | None, seed: int, chip_seed: int, log_d
             "--report", str(report)] + (["--epochs", str(epochs)] if epochs is not None else [])
     print(f"[run] neurosplit {' '.join(args)}", file=sys.stderr)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "neurosplit.host.cli", *args], capture_output=True, text=True)
+    proc = subprocess.run([*neurosplit_command(), *args], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     (log_dir / f"{learning}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
