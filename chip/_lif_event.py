@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from ._lif_inputs import prepare_inputs, prepare_network, prepare_probes, prepare_threshold_offset
-from ._spikes import BUFFER_FULL, CAP_EXCEEDED, DONE, SpikeRecord, collect_spikes
+from ._spikes import BUFFER_FULL, CAP_EXCEEDED, DONE, SpikeRecord, collect_spikes, concat_records, sample_blocks
 
 __all__ = ["EventResult", "simulate_events"]
 
@@ -339,7 +341,7 @@ def _run_events(row_ptr, col, val, n_in, nc, v_leak, v_reset, theta0, t_ref, th_
 
 def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_us, *,
                     v_th_offset_lsb=None, probe_t_us=None, probe_neuron=None,
-                    max_spikes_per_sample=None) -> EventResult:
+                    max_spikes_per_sample=None, threads: int = 1) -> EventResult:
     """Exact event-driven LIF dynamics of a batch of independent samples, each from rest over [0, t_end_us).
 
     w_lsb: float64[n_in + n, n]; row s < n_in is external input s, row n_in + j is neuron j; column =
@@ -355,6 +357,8 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
       sees every event at times <= its own (V = v_reset_lsb while refractory and at a spike's time).
       Probes never change the spikes.
     max_spikes_per_sample: int >= 0, default 64 n + 64; a sample emitting more raises SpikeLimitError.
+    threads: int >= 1, most threads to share the samples between (contiguous blocks of at least 32
+      samples; the kernel releases the GIL). The result is the same for any value.
 
     Returns EventResult(spikes: SpikeRecord, v_probe_lsb or None). Deterministic: bit-identical on
     repeat, and each sample's result does not depend on the rest of the batch.
@@ -375,13 +379,40 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
     p = net.p
     nc = neuron_constants(p.tau_mem_us, p.tau_syn_us)
     theta0 = p.v_th_lsb - p.v_leak_lsb
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     v_probe = np.full((inp.n_samples, probe_t.size, probe_nrn.size), np.nan)
 
-    def run(s_begin, out_t, out_nrn, out_smp, status):
-        _run_events(net.row_ptr, net.col, net.val, net.n_in, nc, p.v_leak_lsb, p.v_reset_lsb, theta0,
-                    p.t_ref_us, off, use_off, inp.t_us, inp.src, inp.offsets, inp.t_end_us, probe_t, probe_nrn,
-                    v_probe, s_begin, max_spikes, out_t, out_nrn, out_smp, status)
+    def block(lo: int, hi: int) -> SpikeRecord:
+        # Samples [lo, hi): the kernel stops at the end of the offsets it is handed. Each sample
+        # starts from rest, so a block computes exactly what one call over all samples would.
+        offsets = inp.offsets[:hi + 1]
 
-    capacity = min(inp.n_samples * max_spikes, 2 * inp.t_us.size + 8 * net.n + 64)
-    spikes = collect_spikes(run, inp.n_samples, capacity, max_spikes)
+        def run(s_begin, out_t, out_nrn, out_smp, status):
+            _run_events(net.row_ptr, net.col, net.val, net.n_in, nc, p.v_leak_lsb, p.v_reset_lsb, theta0,
+                        p.t_ref_us, off, use_off, inp.t_us, inp.src, offsets, inp.t_end_us, probe_t, probe_nrn,
+                        v_probe, s_begin, max_spikes, out_t, out_nrn, out_smp, status)
+
+        n_inputs = int(inp.offsets[hi] - inp.offsets[lo])
+        capacity = min((hi - lo) * max_spikes, 2 * n_inputs + 8 * net.n + 64)
+        return collect_spikes(run, hi, capacity, max_spikes, s_begin=lo)
+
+    blocks = sample_blocks(inp.n_samples, int(threads))
+    if len(blocks) == 1:
+        spikes = block(0, inp.n_samples)
+    else:
+        spikes = concat_records(list(_executor(len(blocks)).map(lambda b: block(*b), blocks)))
     return EventResult(spikes, v_probe if probe_t_us is not None else None)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    """A shared pool of at least ``n`` worker threads for sample blocks (grown, never shrunk)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < n:
+            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="neurosplit-samples")
+        return _POOL

@@ -68,15 +68,15 @@ DONE, BUFFER_FULL, CAP_EXCEEDED = 0, 1, 2
 
 
 def collect_spikes(run: Callable[..., None], n_samples: int, capacity: int,
-                   max_spikes_per_sample: int | None = None) -> SpikeRecord:
+                   max_spikes_per_sample: int | None = None, s_begin: int = 0) -> SpikeRecord:
     """Drive a kernel that writes spikes sample by sample into fixed buffers.
 
     ``run(s_begin, out_t, out_neuron, out_sample, status)`` simulates samples s_begin, s_begin + 1, ...
     and stops when a sample does not fit: samples are independent, so restarting that sample with a
     larger buffer gives the same spikes as one run with a buffer large enough from the start.
-    Spikes come back sorted by (sample, t_us, neuron).
+    The first call starts at sample ``s_begin``. Spikes come back sorted by (sample, t_us, neuron).
     """
-    parts, s, cap = [], 0, max(int(capacity), 16)
+    parts, s, cap = [], int(s_begin), max(int(capacity), 16)
     while True:
         out_t = np.empty(cap, np.float64)
         out_n = np.empty(cap, np.int32)
@@ -101,3 +101,19 @@ def collect_spikes(run: Callable[..., None], n_samples: int, capacity: int,
             order = np.lexsort((nrn, t, smp))
             t, nrn, smp = t[order], nrn[order], smp[order]
     return SpikeRecord(t, nrn, smp)
+
+
+def sample_blocks(n_samples: int, threads: int, min_block: int = 32) -> list[tuple[int, int]]:
+    """Contiguous sample ranges [lo, hi) covering 0..n_samples, at most ``threads`` of them and each
+    of at least ``min_block`` samples (so small batches stay in one piece), near-equal in size."""
+    k = max(1, min(int(threads), n_samples // max(min_block, 1)))
+    edges = [n_samples * i // k for i in range(k + 1)]
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def concat_records(parts: list[SpikeRecord]) -> SpikeRecord:
+    """Records of consecutive sample ranges, joined (still sorted by sample, t_us, neuron)."""
+    if len(parts) == 1:
+        return parts[0]
+    return SpikeRecord(np.concatenate([p.t_us for p in parts]), np.concatenate([p.neuron for p in parts]),
+                       np.concatenate([p.sample for p in parts]))
