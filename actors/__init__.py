@@ -1,12 +1,15 @@
 """The trio runtime: links, the actor base, the four actors and the system wiring."""
 
 from ._actor import Actor, ActorFailed
+from ._board import BoardLost, BoardServer, RemoteSystem, connect_board, session_config
 from ._core import CoreActor
 from ._host import BoardError, HostActor, RunResult
 from ._link import DirectionStats, Link, LinkEnd, open_link
 from ._ppu import PPU_MEMORY_BYTES, PpuActor, PpuConfig
 from ._router import RouterActor, RouterConfig
-from ._system import LINK_NAMES, System, SystemConfig, TransportWrapper, first_actor_failure, open_system
+from ._socket import StreamTransport, parse_address, remote_link
+from ._system import (LINK_NAMES, Board, System, SystemConfig, TransportWrapper, first_actor_failure, open_board,
+                      open_system)
 from ._transport import FrameTransport, MemoryTransport, memory_transport_pair
 
 __all__ = [
@@ -14,4 +17,6 @@ __all__ = [
     "LinkEnd", "open_link", "PPU_MEMORY_BYTES", "PpuActor", "PpuConfig", "RouterActor", "RouterConfig",
     "LINK_NAMES", "System", "SystemConfig", "TransportWrapper", "first_actor_failure", "open_system",
     "FrameTransport", "MemoryTransport", "memory_transport_pair",
+    "BoardLost", "BoardServer", "RemoteSystem", "connect_board", "session_config",
+    "StreamTransport", "parse_address", "remote_link", "Board", "open_board",
 ]

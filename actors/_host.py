@@ -96,16 +96,25 @@ class HostActor(Actor):
         self._run_ids = itertools.count(0)
         self.board_hello: Hello | None = None
         self.unmatched_errors: list[Error] = []
+        self.last_confirmed = "nothing yet"  # the last step the board confirmed, for error messages
+        self.dropped_total: dict[str, int] = {}  # events the board reported dropped, summed over runs
 
     @property
     def board(self) -> LinkEnd:
         return self.links["board"]
 
     # -- requests ---------------------------------------------------------------------------
-    async def handshake(self) -> Hello:
+    async def handshake(self, session: dict[str, int] | None = None) -> Hello:
+        """Say hello (with what this session asks of the board) and wait for the board's."""
         self._hello = _Pending()
-        await self.board.send(Hello(protocol_version=PROTOCOL_VERSION, role="host", software="neurosplit"))
+        await self.board.send(Hello(protocol_version=PROTOCOL_VERSION, role="host", software="neurosplit",
+                                    session=session or {}))
         return await self._wait(self._hello)
+
+    def waiting(self) -> int:
+        """Requests sent that still wait for their reply (handshake, reads, writes, runs, steps)."""
+        hello = int(self._hello is not None and not self._hello.done.is_set())
+        return hello + len(self._requests) + len(self._runs) + len(self._learn)
 
     async def configure(self, *msgs: ConfigureNeurons | ConfigureRows | ConfigureLearning) -> None:
         for msg in msgs:
@@ -164,8 +173,10 @@ class HostActor(Actor):
         run_id = getattr(msg, "run_id", -1)
         if isinstance(msg, Hello):
             self.board_hello = msg
+            self.last_confirmed = "handshake"
             self._resolve(self._hello, msg)
         elif isinstance(msg, (Ack, Weights)):
+            self.last_confirmed = f"{msg.TAG} of request {msg.request_id}"
             self._resolve(self._requests.pop(msg.request_id, None), msg)
         elif isinstance(msg, SpikeBatch) and run_id in self._runs:
             self._runs[run_id][0].spikes.append(msg)
@@ -176,6 +187,9 @@ class HostActor(Actor):
         elif isinstance(msg, RunComplete) and run_id in self._runs:
             result, pending, learn = self._runs[run_id]
             result.complete = msg
+            self.last_confirmed = f"run {run_id} complete"
+            for reason, n in msg.dropped.items():
+                self.dropped_total[reason] = self.dropped_total.get(reason, 0) + n
             if run_id not in self._learn:
                 del self._runs[run_id]
             self._resolve(pending, result)
@@ -184,6 +198,7 @@ class HostActor(Actor):
         elif isinstance(msg, LearnResult) and run_id in self._learn:
             result = self._runs.pop(run_id)[0]
             result.learn = msg
+            self.last_confirmed = f"learning step of run {run_id}"
             self._resolve(self._learn.pop(run_id), msg)
         elif isinstance(msg, Error):
             self._fail(msg)

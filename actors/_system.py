@@ -1,4 +1,6 @@
-"""Wiring: four actors, four links, one nursery.
+"""Wiring: four actors, four links. The board (router, core, PPU and the three links between
+them) is started by ``open_board`` on any host link end or transport; ``open_system`` puts the
+host in the same process, ``actors._board`` puts the board behind a socket.
 
 ::
 
@@ -21,12 +23,14 @@ from ..chip._event_links import EventLaneModel
 from ._actor import ActorFailed
 from ._core import CoreActor, CoreConfig
 from ._host import HostActor
-from ._link import Link
+from ._link import Link, LinkEnd
+from ._socket import remote_link
 from ._transport import FrameTransport, memory_transport_pair
 from ._ppu import PpuActor, PpuConfig
 from ._router import RouterActor, RouterConfig
 
-__all__ = ["SystemConfig", "System", "open_system", "LINK_NAMES", "first_actor_failure", "TransportWrapper"]
+__all__ = ["SystemConfig", "System", "Board", "open_board", "open_system", "LINK_NAMES", "first_actor_failure",
+           "TransportWrapper"]
 
 LINK_NAMES = ("host", "chip", "ppu", "synram")
 """host: host <-> router (the 1 GbE-like host link); chip: router <-> analog core (event lanes);
@@ -38,7 +42,8 @@ ppu: router <-> plasticity processor; synram: plasticity processor <-> analog co
 class SystemConfig:
     """Everything that fixes a system's behaviour. seed: trial-to-trial noise and learning;
     chip_seed: the die (device mismatch); link_buffer: frames each link direction buffers
-    (0: rendezvous); window: runs the host keeps in flight."""
+    (0: rendezvous); window: runs the host keeps in flight. session: what the host's Hello asks
+    of the board (actors._board.session_config builds a whole config from it and a chip seed)."""
 
     seed: int = 0
     chip_seed: int = 0
@@ -48,6 +53,7 @@ class SystemConfig:
     lanes: EventLaneModel = field(default_factory=EventLaneModel)
     core: CoreConfig = field(default_factory=CoreConfig)
     ppu: PpuConfig = field(default_factory=PpuConfig)
+    session: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.link_buffer < 0:
@@ -78,7 +84,69 @@ class System:
         return out
 
 
+@dataclass
+class Board:
+    """The board's side: router, core, PPU and its links (``host`` is the board's view of the host
+    link; when the host is in another process it counts both directions from this end)."""
+
+    config: SystemConfig
+    links: dict[str, Link]
+    router: RouterActor
+    core: CoreActor
+    ppu: PpuActor
+
+    def traffic(self) -> dict:
+        return {name: link.statistics() for name, link in self.links.items()}
+
+    def dropped(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for part in (self.router.dropped_total, self.core.dropped_total):
+            for reason, n in part.items():
+                out[reason] = out.get(reason, 0) + n
+        return out
+
+
 TransportWrapper = Callable[[FrameTransport, FrameTransport], tuple[FrameTransport, FrameTransport]]
+
+
+def _board_links(config: SystemConfig, wrap: Mapping[str, TransportWrapper] | None) -> dict[str, Link]:
+    links = {}
+    for name in LINK_NAMES[1:]:
+        pair = memory_transport_pair(config.link_buffer)
+        if wrap and name in wrap:
+            pair = wrap[name](*pair)
+        links[name] = Link(name, config.link_buffer, transports=pair)
+    return links
+
+
+@asynccontextmanager
+async def open_board(config: SystemConfig, host: FrameTransport | LinkEnd, *,
+                     wrap: Mapping[str, TransportWrapper] | None = None,
+                     host_link: Link | None = None) -> AsyncIterator[Board]:
+    """Start router, core and PPU serving one host link; yield the board; on exit wait until
+    they have stopped (a Shutdown from the host stops them; cancel the scope to stop them at once).
+
+    host: the board's end of the host link (a LinkEnd whose link is ``host_link``, host in this
+    process), or a FrameTransport to a host elsewhere (a socket). wrap: as for open_system, for the
+    board's own links (chip, ppu, synram). An actor that fails stops the board: an ExceptionGroup
+    holding an ActorFailed that names it leaves this context.
+    """
+    links = _board_links(config, wrap)
+    if isinstance(host, LinkEnd):
+        links = {"host": host_link if host_link is not None else host.link, **links}
+        host_end = host
+    else:
+        links = {"host": remote_link("host", host, "b", buffer=config.link_buffer)[0], **links}
+        host_end = links["host"].b
+    router = RouterActor(host_end, links["chip"].a, links["ppu"].a,
+                         RouterConfig(chunk_events=config.chunk_events, lanes=config.lanes, chip_id=config.chip_seed))
+    core = CoreActor(links["chip"].b, links["synram"].b, config.core, chip_seed=config.chip_seed, seed=config.seed)
+    ppu = PpuActor(links["ppu"].b, links["synram"].a, config.ppu, seed=config.seed)
+    board = Board(config, links, router, core, ppu)
+    async with trio.open_nursery() as nursery:
+        for actor in (router, core, ppu):
+            nursery.start_soon(actor.serve, name=actor.name)
+        yield board
 
 
 @asynccontextmanager
@@ -92,24 +160,18 @@ async def open_system(config: SystemConfig = SystemConfig(), *,
     An actor that fails stops the whole system: the exception that leaves this context is an
     ExceptionGroup holding an ActorFailed that names the actor (see first_actor_failure).
     """
-    links = {}
-    for name in LINK_NAMES:
-        pair = memory_transport_pair(config.link_buffer)
-        if wrap and name in wrap:
-            pair = wrap[name](*pair)
-        links[name] = Link(name, config.link_buffer, transports=pair)
-    host = HostActor(links["host"].a, window=config.window)
-    router = RouterActor(links["host"].b, links["chip"].a, links["ppu"].a,
-                         RouterConfig(chunk_events=config.chunk_events, lanes=config.lanes, chip_id=config.chip_seed))
-    core = CoreActor(links["chip"].b, links["synram"].b, config.core, chip_seed=config.chip_seed, seed=config.seed)
-    ppu = PpuActor(links["ppu"].b, links["synram"].a, config.ppu, seed=config.seed)
-    system = System(config, links, host, router, core, ppu)
-    async with trio.open_nursery() as nursery:
-        for actor in (router, core, ppu, host):
-            nursery.start_soon(actor.serve, name=actor.name)
-        await host.handshake()
-        yield system
-        await host.shutdown()
+    pair = memory_transport_pair(config.link_buffer)
+    if wrap and "host" in wrap:
+        pair = wrap["host"](*pair)
+    host_link = Link("host", config.link_buffer, transports=pair)
+    host = HostActor(host_link.a, window=config.window)
+    async with open_board(config, host_link.b, wrap=wrap) as board:
+        system = System(config, {**board.links}, host, board.router, board.core, board.ppu)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.serve, name=host.name)
+            await host.handshake(config.session)
+            yield system
+            await host.shutdown()
 
 
 def first_actor_failure(exc: BaseException) -> ActorFailed | None:

@@ -58,7 +58,9 @@ class Hello(Message):
     """Handshake, sent first on every link by both ends.
 
     protocol_version: the version this end speaks. role: one of ROLES. chip_id: the chip seed of
-    the board (hosts send -1). software: free-form name and version of the sender.
+    the board (hosts send -1). software: free-form name and version of the sender. session: what
+    a host asks of the board for this session (seed, ideal_chip, calibrate, ppu_fixed_point_bits,
+    link_buffer; a board in its own process is built from it); empty from every other role.
     """
 
     TAG: ClassVar[str] = "hello"
@@ -66,6 +68,7 @@ class Hello(Message):
     role: str
     chip_id: int = -1
     software: str = ""
+    session: dict[str, int] = field(default_factory=dict)
 
     def _check(self) -> None:
         if self.role not in ROLES:

@@ -15,7 +15,7 @@ import trio
 from ... import actors
 from ...protocol import NeurosplitError
 from .._report import write_report
-from . import _run, _train
+from . import _chip, _run, _train
 from ._common import VERSION, common_parser, configure_logging
 
 __all__ = ["main", "COMMANDS"]
@@ -25,6 +25,8 @@ COMMANDS = [
                     summary=_run.summary),
     _train.Train,
     _train.Demo,
+    SimpleNamespace(NAME=_chip.NAME, HELP=_chip.HELP, add_arguments=_chip.add_arguments, job=_chip.job,
+                    summary=_chip.summary),
 ]
 
 

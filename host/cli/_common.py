@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from contextlib import asynccontextmanager
 
 import numpy as np
 import structlog
@@ -14,7 +15,8 @@ from ...chip import CoreConfig, N_NEURONS, N_ROWS
 from ...chip._mismatch import MismatchSpec
 from .._report import traffic_table
 
-__all__ = ["VERSION", "common_parser", "configure_logging", "system_config", "final_weights", "print_traffic"]
+__all__ = ["VERSION", "common_parser", "configure_logging", "system_config", "final_weights", "print_traffic",
+           "board_session", "open_job_system", "board_fields"]
 
 VERSION = "0.1.0"
 
@@ -22,7 +24,8 @@ VERSION = "0.1.0"
 def common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and trial noise")
-    common.add_argument("--chip-seed", type=int, default=0, help="which emulated die (device mismatch)")
+    common.add_argument("--chip-seed", type=int, default=0, action=_Given,
+                        help="which emulated die (device mismatch); with --board, the board's (checked if given)")
     common.add_argument("--report", metavar="PATH", help="write the JSON report here")
     common.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
     common.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -32,7 +35,19 @@ def common_parser() -> argparse.ArgumentParser:
     common.add_argument("--no-calibrate", action="store_true", help="skip the neuron calibration")
     common.add_argument("--ppu-fixed-point", type=int, default=0, metavar="BITS",
                         help="PPU weight accumulator and gradients in BITS-bit fixed point (0: float64)")
+    common.add_argument("--board", metavar="HOST:PORT",
+                        help="use the board served there (`neurosplit chip serve`) instead of one in this process")
+    common.add_argument("--board-timeout", type=float, default=60.0, metavar="S",
+                        help="seconds a --board may stay silent while a reply is awaited (default 60)")
     return common
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (``args.given`` holds the destinations)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", frozenset()) | {self.dest}
 
 
 def configure_logging(json_logs: bool, level: str) -> None:
@@ -42,16 +57,59 @@ def configure_logging(json_logs: bool, level: str) -> None:
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso", utc=True), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=True,
     )
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written: cached loggers must not keep a stream that
+    has since been replaced and closed (pytest's capture, a redirection)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def system_config(args) -> actors.SystemConfig:
     spec = MismatchSpec.ideal() if args.ideal_chip else MismatchSpec()
     return actors.SystemConfig(seed=args.seed, chip_seed=args.chip_seed, link_buffer=args.link_buffer,
                                window=args.window, core=CoreConfig(mismatch=spec, calibrate=not args.no_calibrate),
-                               ppu=actors.PpuConfig(fixed_point_bits=args.ppu_fixed_point))
+                               ppu=actors.PpuConfig(fixed_point_bits=args.ppu_fixed_point),
+                               session=board_session(args))
+
+
+def board_session(args) -> dict[str, int]:
+    """What the host's Hello asks of the board: every option above that shapes results except the
+    die, so a board in its own process (built by actors.session_config) computes the same bits.
+    An option added to system_config that changes results must travel here too."""
+    return {"seed": args.seed, "ideal_chip": int(args.ideal_chip), "calibrate": int(not args.no_calibrate),
+            "ppu_fixed_point_bits": args.ppu_fixed_point, "link_buffer": args.link_buffer}
+
+
+@asynccontextmanager
+async def open_job_system(args):
+    """The system a job runs on: in this process, or the board at ``--board`` (whose die is the
+    board's: a --chip-seed given with --board must match it)."""
+    config = system_config(args)
+    if not getattr(args, "board", None):
+        async with actors.open_system(config) as system:
+            yield system
+        return
+    async with actors.connect_board(args.board, config, timeout_s=args.board_timeout) as system:
+        if "chip_seed" in getattr(args, "given", ()) and system.chip_seed != args.chip_seed:
+            raise ValueError(f"--chip-seed {args.chip_seed} does not match the board at {args.board}, which is chip "
+                             f"{system.chip_seed} (a board's die is its server's --chip-seed)")
+        yield system
+
+
+def board_fields(args, system) -> dict:
+    """Report fields that say which board ran the job (its die, and its address if remote)."""
+    if not getattr(args, "board", None):
+        return {}
+    return {"chip_seed": system.chip_seed, "board": args.board}
 
 
 async def final_weights(system: actors.System) -> np.ndarray:

@@ -6,12 +6,11 @@ import time
 
 import numpy as np
 
-from ... import actors
 from ...chip import GENERIC_TARGETS, NEURON_LABEL_BASE
 from ...protocol import TICKS_PER_US
 from .._network import feedforward, place
 from .._report import spikes_sha256, weights_sha256
-from ._common import final_weights, print_traffic, system_config
+from ._common import board_fields, final_weights, open_job_system, print_traffic
 
 NAME = "run"
 HELP = "play Poisson spike trains through a small network"
@@ -38,7 +37,7 @@ async def job(args) -> dict:
     label = net.input_label[rng.integers(0, args.inputs, n_events)]
     sample = (t // sample_ticks).astype(np.uint32)
     t0 = time.perf_counter()
-    async with actors.open_system(system_config(args)) as system:
+    async with open_job_system(args) as system:
         await system.host.configure(placement.neurons, placement.rows)
         await system.host.write_weights(placement.weight_rows, placement.weight_columns, placement.weight_block)
         result = await system.host.run(t, label, sample, n_samples=args.samples, sample_ticks=sample_ticks)
@@ -50,7 +49,7 @@ async def job(args) -> dict:
             "samples": args.samples, "trial_us": args.trial_us, "n_hidden": args.hidden,
             "spikes_sha256": spikes_sha256(rt, rl, rs), "weights_sha256": weights_sha256(weights),
             "spike_counts": counts.tolist(), "traffic": traffic, "dropped": dropped,
-            "quantisation": placement.report.__dict__}
+            "quantisation": placement.report.__dict__, **board_fields(args, system)}
 
 
 def summary(report: dict) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from ... import actors
 from .._report import Progress, host_link_bytes, weights_sha256
 from .._training import LEARNING_SCHEMES, TrainConfig, train
-from ._common import final_weights, print_traffic, system_config
+from ._common import board_fields, final_weights, open_job_system, print_traffic
 
 DEMO_EPOCHS = 5
 
@@ -31,13 +31,14 @@ def train_config(args) -> TrainConfig:
 
 async def train_job(args) -> dict:
     cfg = train_config(args)
-    async with actors.open_system(system_config(args)) as system:
+    async with open_job_system(args) as system:
         report = await train(system.host, cfg, progress=Progress())
         weights = await final_weights(system)
         traffic, dropped = system.traffic(), system.dropped()
     report["traffic"] = traffic
     report["dropped"] = dropped
     report["weights_sha256"] = weights_sha256(weights)
+    report.update(board_fields(args, system))
     report["host_link_bytes_per_sample"] = host_link_bytes(traffic) / report["_training_samples"]
     if report["learning"] == "on-chip-eventprop":
         report["ppu_memory_bytes"] = actors.PPU_MEMORY_BYTES
