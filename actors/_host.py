@@ -136,9 +136,10 @@ class HostActor(Actor):
     async def run(self, t_ticks, label, sample, *, n_samples: int, sample_ticks: int, cadc_period_ticks: int = 0,
                   madc_neuron: int = -1, learn: bool = False, record_spikes: bool = True,
                   train_labels=None, apply_update: bool = True, report_gradients: bool = False,
-                  learning_rate: float = 0.0) -> RunResult:
+                  learning_rate: float = 0.0, step_ticks: int = 0) -> RunResult:
         """Play one run and wait for everything it sends up. With ``train_labels`` the PPU also
-        takes a training step on it (``learn`` is implied) and the result carries its LearnResult."""
+        takes a training step on it (``learn`` is implied) and the result carries its LearnResult.
+        ``step_ticks`` > 0 asks for the time-stepped integrator (RunRequest.step_ticks)."""
         learn = learn or train_labels is not None
         async with self._credits:
             run_id = next(self._run_ids)
@@ -146,7 +147,7 @@ class HostActor(Actor):
             self._runs[run_id] = (result, pending, learn)
             req = RunRequest(run_id=run_id, n_samples=n_samples, sample_ticks=sample_ticks,
                              cadc_period_ticks=cadc_period_ticks, madc_neuron=madc_neuron, learn=learn,
-                             record_spikes=record_spikes)
+                             record_spikes=record_spikes, step_ticks=step_ticks)
             await self.board.send(req)
             await self.board.send(SpikeBatch(run_id=run_id, t_ticks=t_ticks, label=label, sample=sample,
                                              horizon_ticks=n_samples * sample_ticks))

@@ -5,6 +5,11 @@ the synapse array. It is fed protocol messages and returns protocol messages; th
 moves them. A run's samples are simulated as soon as the router's horizon has passed their end:
 each sample starts from rest and its trial noise is drawn per (seed, run, sample), so the spikes
 never depend on how the router cut the playback into chunks.
+
+A run integrates with the exact event-driven kernel (``simulate_events``), or, when its request
+asks for a step (``RunRequest.step_ticks``), with the time-stepped one (``simulate_steps``): spikes
+then fall on grid points and each CADC sample reads the membrane just before its grid point's
+threshold check (what surrogate-gradient training in the loop evaluates).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ..protocol import (
 )
 from ._adc import CADC_MIN_PERIOD_TICKS, cadc_read, madc_read, madc_sample_ticks
 from ._lif_event import simulate_events
+from ._lif_step import simulate_steps
 from ._mismatch import (
     CADC_NOISE_STREAM,
     MADC_NOISE_STREAM,
@@ -165,6 +171,9 @@ class AnalogCore:
         if req.cadc_period_ticks and req.cadc_period_ticks < CADC_MIN_PERIOD_TICKS:
             raise ChipLimitError(f"run_request.cadc_period_ticks: {req.cadc_period_ticks} is below the CADC's "
                                  f"minimum {CADC_MIN_PERIOD_TICKS} ticks (1.7 us)")
+        if req.step_ticks and req.cadc_period_ticks % req.step_ticks:
+            raise ValueError(f"run_request.cadc_period_ticks: {req.cadc_period_ticks} is not a multiple of "
+                             f"step_ticks {req.step_ticks} (CADC samples are taken at grid points)")
         if req.madc_neuron >= 0 and req.madc_neuron not in set(self._circuits.tolist()):
             raise ChipLimitError(f"run_request.madc_neuron: neuron {req.madc_neuron} is not configured")
         jitter = threshold_jitter(self.seed, req.run_id, req.n_samples, self._circuits, self.die.spec)
@@ -216,16 +225,27 @@ class AnalogCore:
         t_end_us = req.sample_ticks / TICKS_PER_US
         probe_t = probe_n = None
         cadc_ticks = np.zeros(0, np.int64)
+        in_src, in_smp = src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32)
         if req.cadc_period_ticks:
             cadc_ticks = np.arange(0, req.sample_ticks, req.cadc_period_ticks, dtype=np.int64)
             probe_t, probe_n = cadc_ticks / TICKS_PER_US, np.arange(self._circuits.size)
-        result = simulate_events(w, params, t_us, src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32),
-                                 n_batch, t_end_us, v_th_offset_lsb=run.jitter[first:stop],
-                                 probe_t_us=probe_t, probe_neuron=probe_n,
-                                 max_spikes_per_sample=self.config.max_spikes_per_sample)
-        spikes = result.spikes
+        stepped = None
+        if req.step_ticks:
+            # the time-stepped integrator: spikes on grid points, CADC reads V before each grid point's threshold
+            stepped = simulate_steps(w, params, t_us, in_src, in_smp, n_batch, t_end_us, req.step_ticks / TICKS_PER_US,
+                                     v_th_offset_lsb=run.jitter[first:stop], record=req.madc_neuron >= 0,
+                                     record_pre=bool(req.cadc_period_ticks))
+            spikes = stepped.spikes
+            tick_in_sample = np.rint(spikes.t_us * (TICKS_PER_US / req.step_ticks)).astype(np.int64) * req.step_ticks
+            v_probe = stepped.v_pre_lsb[:, cadc_ticks // req.step_ticks, :] if req.cadc_period_ticks else None
+        else:
+            result = simulate_events(w, params, t_us, in_src, in_smp, n_batch, t_end_us,
+                                     v_th_offset_lsb=run.jitter[first:stop], probe_t_us=probe_t, probe_neuron=probe_n,
+                                     max_spikes_per_sample=self.config.max_spikes_per_sample)
+            spikes, v_probe = result.spikes, result.v_probe_lsb
+            tick_in_sample = np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64)
         s_abs = spikes.sample.astype(np.int64) + first
-        tick_in_sample = np.minimum(np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64), req.sample_ticks - 1)
+        tick_in_sample = np.minimum(tick_in_sample, req.sample_ticks - 1)
         out_t = s_abs * req.sample_ticks + tick_in_sample
         out_label = (NEURON_LABEL_BASE + self._circuits[spikes.neuron]).astype(np.uint16)
         order = np.lexsort((out_label, out_t))
@@ -233,10 +253,9 @@ class AnalogCore:
         out: list[Message] = [SpikeBatch(run_id=req.run_id, t_ticks=out_t[order], label=out_label[order],
                                          sample=s_abs[order].astype(np.uint32), horizon_ticks=stop * req.sample_ticks)]
         if req.cadc_period_ticks:
-            out.append(self._cadc(run, result.v_probe_lsb, cadc_ticks, first, stop))
+            out.append(self._cadc(run, v_probe, cadc_ticks, first, stop))
         if req.madc_neuron >= 0:
-            out += self._madc(run, w, params, t_us, src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32),
-                              first, stop)
+            out += self._madc(run, w, params, t_us, in_src, in_smp, first, stop, stepped)
         return out
 
     def _cadc(self, run: _Run, v: np.ndarray, cadc_ticks: np.ndarray, first: int, stop: int) -> MembraneSamples:
@@ -250,17 +269,21 @@ class AnalogCore:
         return MembraneSamples(run_id=req.run_id, t_ticks=ticks, neuron=self._circuits.astype(np.uint16),
                                adc_lsb=codes.reshape(-1, self._circuits.size))
 
-    def _madc(self, run: _Run, w, params, t_us, src, smp, first: int, stop: int) -> list[Message]:
+    def _madc(self, run: _Run, w, params, t_us, src, smp, first: int, stop: int, stepped=None) -> list[Message]:
         req = run.request
         j = int(np.flatnonzero(self._circuits == req.madc_neuron)[0])
         ticks = madc_sample_ticks(0, req.sample_ticks)
-        res = simulate_events(w, params, t_us, src, smp, stop - first, req.sample_ticks / TICKS_PER_US,
-                              v_th_offset_lsb=run.jitter[first:stop], probe_t_us=ticks / TICKS_PER_US,
-                              probe_neuron=np.array([j]), max_spikes_per_sample=self.config.max_spikes_per_sample)
+        if stepped is not None:  # the stepped membrane holds its value between grid points
+            v = stepped.v_lsb[:, ticks // req.step_ticks, j]
+        else:
+            v = simulate_events(w, params, t_us, src, smp, stop - first, req.sample_ticks / TICKS_PER_US,
+                                v_th_offset_lsb=run.jitter[first:stop], probe_t_us=ticks / TICKS_PER_US,
+                                probe_neuron=np.array([j]),
+                                max_spikes_per_sample=self.config.max_spikes_per_sample).v_probe_lsb[:, :, 0]
         out = []
         for k in range(stop - first):
             rng = np.random.default_rng([self.seed, req.run_id, MADC_NOISE_STREAM, first + k])
-            codes = madc_read(res.v_probe_lsb[k, :, 0], rng, gain_codes_per_lsb=self.die.madc_gain_codes_per_lsb,
+            codes = madc_read(v[k], rng, gain_codes_per_lsb=self.die.madc_gain_codes_per_lsb,
                               offset_codes=self.die.madc_offset_codes, noise_codes=self.die.spec.madc_noise_codes)
             out.append(NeuronTrace(run_id=req.run_id, neuron=req.madc_neuron,
                                    t_ticks=(first + k) * req.sample_ticks + ticks, adc_lsb=codes))

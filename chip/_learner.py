@@ -199,15 +199,21 @@ class Learner:
         counts = np.bincount(spikes.neuron, minlength=self.n).astype(np.uint32)
         rows, codes = np.zeros(0, np.int64), np.zeros((0, self.n), np.uint8)
         if apply:
-            before = self.signed_codes()
-            self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=lr or self.config.lr,
-                                               beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
-            self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
-            if self.config.fixed_point_bits:
-                bits = self.config.fixed_point_bits
-                self.shadow = to_fixed_point(self.shadow, frac_bits=max(bits - 7, 0), total_bits=bits)
-            rows, codes = self._changed_rows(before, self.signed_codes())
+            rows, codes = self.apply_gradient(grad, lr)
         return StepOutcome(loss, grad, counts, rows, codes, int(getattr(adj, "guard_count", 0)))
+
+    def apply_gradient(self, grad: np.ndarray, lr: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """One optimiser step on the shadow weights with grad float64[n_src, n] (dL/d signed code) and
+        learning rate ``lr`` (0: the configured one). Returns the synapse rows whose codes changed,
+        int64[r], and their new codes uint8[r, n] at the model's columns (what to write to the array)."""
+        before = self.signed_codes()
+        self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=lr or self.config.lr,
+                                           beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
+        self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
+        if self.config.fixed_point_bits:
+            bits = self.config.fixed_point_bits
+            self.shadow = to_fixed_point(self.shadow, frac_bits=max(bits - 7, 0), total_bits=bits)
+        return self._changed_rows(before, self.signed_codes())
 
     def row_codes(self, signed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All rows of the mapping with their uint8 codes at the model's columns."""

@@ -34,7 +34,8 @@ from ._params import NeuronParams
 from ._spikes import SpikeRecord
 
 __all__ = ["READOUTS", "SUPERSPIKE_BETA_PER_LSB", "ReadoutLoss", "spike_raster", "superspike",
-           "surrogate_backward", "readout_cross_entropy", "count_regulariser"]
+           "surrogate_backward", "readout_logits", "readout_grad", "readout_cross_entropy", "softmax",
+           "count_regulariser"]
 
 READOUTS = ("max", "mean")
 """Output read-outs: max over time (Cramer MNIST) or mean over time (Cramer SHD's sum, scaled by 1/K)."""
@@ -182,49 +183,78 @@ class ReadoutLoss(NamedTuple):
     correct: np.ndarray  # bool[n_samples]
 
 
-def readout_cross_entropy(v_out_lsb, label, v_leak_lsb, *, readout: str = "max", scale_lsb: float = 10.0,
-                          rho_max: float = 0.0) -> ReadoutLoss:
-    """Softmax cross entropy on the read-out membranes, batch mean::
+def readout_logits(v_out_lsb, v_leak_lsb, *, readout: str = "max", scale_lsb: float = 10.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the read-out membranes v_out_lsb float64[n_samples, K, n_out] against a baseline
+    v_leak_lsb, float64[n_out] (the nominal leak) or float64[n_samples, n_out] (e.g. each sample's
+    own resting reading, which is constant: no gradient flows into it)::
 
-        z_o = (max_k V_o[k] - v_leak_o) / scale   (readout 'max')  or  mean_k (V_o[k] - v_leak_o) / scale  ('mean')
-        L   = -log softmax(z)[label] + rho_max mean_o z_o^2   (rho_max: Cramer's rho_a on the max read-out)
+        z_o = (max_k V_o[k] - v_leak_o) / scale   ('max')   or   mean_k (V_o[k] - v_leak_o) / scale   ('mean')
 
-    v_out_lsb float64[n_samples, K, n_out]: recorded output membranes; label int[n_samples] in [0, n_out);
-    v_leak_lsb float64[n_out] (nominal leak); scale_lsb > 0. The max read-out sends its gradient to the
-    first grid point holding the maximum. Prediction: argmax z (ties: lowest index).
-    """
+    Returns (z float64[n_samples, n_out], k_max int64[n_samples, n_out]: first grid point of each maximum)."""
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     scale = positive_float(scale_lsb, "scale_lsb")
     v = np.asarray(v_out_lsb, np.float64)
-    if v.ndim != 3:
-        raise ValueError(f"v_out_lsb must be float64[n_samples, K, n_out], got shape {v.shape}")
-    n_samples, n_steps, n_out = v.shape
-    lab = np.asarray(label, np.int64).ravel()
-    if lab.shape != (n_samples,) or (lab.size and (lab.min() < 0 or lab.max() >= n_out)):
-        raise ValueError(f"label must be int[{n_samples}] in [0, {n_out}), got shape {lab.shape}")
-    leak = np.broadcast_to(np.asarray(v_leak_lsb, np.float64), (n_out,))
+    if v.ndim != 3 or v.shape[1] == 0:
+        raise ValueError(f"v_out_lsb must be float64[n_samples, K >= 1, n_out], got shape {v.shape}")
+    leak = np.asarray(v_leak_lsb, np.float64)
+    if leak.shape not in ((v.shape[2],), (v.shape[0], v.shape[2])):
+        raise ValueError(f"v_leak_lsb must have shape ({v.shape[2]},) or ({v.shape[0]}, {v.shape[2]}), got {leak.shape}")
+    k_max = np.argmax(v, axis=1)
     if readout == "max":
-        k_max = np.argmax(v, axis=1)  # [n_samples, n_out], first maximum
         z = (np.take_along_axis(v, k_max[:, None, :], axis=1)[:, 0, :] - leak) / scale
     else:
         z = (v.mean(axis=1) - leak) / scale
+    return z, k_max
+
+
+def readout_grad(dl_dz, k_max, n_steps: int, *, readout: str = "max", scale_lsb: float = 10.0) -> np.ndarray:
+    """dL/dV float64[n_samples, n_steps, n_out] from dL/dz float64[n_samples, n_out] (``readout_logits``):
+    the max read-out sends each gradient to its k_max, the mean read-out spreads it over the grid."""
+    dz = np.asarray(dl_dz, np.float64)
+    scale = positive_float(scale_lsb, "scale_lsb")
+    dl_dv = np.zeros((dz.shape[0], int(n_steps), dz.shape[1]))
+    if readout == "max":
+        np.put_along_axis(dl_dv, np.asarray(k_max)[:, None, :], (dz / scale)[:, None, :], axis=1)
+    elif readout == "mean":
+        dl_dv[:] = (dz / (scale * n_steps))[:, None, :]
+    else:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    return dl_dv
+
+
+def readout_cross_entropy(v_out_lsb, label, v_leak_lsb, *, readout: str = "max", scale_lsb: float = 10.0,
+                          rho_max: float = 0.0) -> ReadoutLoss:
+    """Softmax cross entropy on the read-out logits (``readout_logits``), batch mean::
+
+        L = -log softmax(z)[label] + rho_max mean_o z_o^2   (rho_max: Cramer's rho_a on the max read-out)
+
+    v_out_lsb float64[n_samples, K, n_out]: recorded output membranes; label int[n_samples] in [0, n_out);
+    v_leak_lsb float64[n_out] (nominal leak); scale_lsb > 0. Prediction: argmax z (ties: lowest index).
+    """
+    z, k_max = readout_logits(v_out_lsb, v_leak_lsb, readout=readout, scale_lsb=scale_lsb)
+    n_samples, n_out = z.shape
+    lab = np.asarray(label, np.int64).ravel()
+    if lab.shape != (n_samples,) or (lab.size and (lab.min() < 0 or lab.max() >= n_out)):
+        raise ValueError(f"label must be int[{n_samples}] in [0, {n_out}), got shape {lab.shape}")
     rows = np.arange(n_samples)
-    zs = z - z.max(axis=1, keepdims=True) if n_samples else z
-    p = np.exp(zs)
-    p /= p.sum(axis=1, keepdims=True)
-    losses = -np.log(p[rows, lab]) + rho_max * np.mean(z * z, axis=1)
+    p = softmax(z)
+    losses = -np.log(np.maximum(p[rows, lab], 1e-300)) + rho_max * np.mean(z * z, axis=1)
     dz = p.copy()
     dz[rows, lab] -= 1.0
     dz += 2.0 * rho_max * z / n_out
     dz /= max(n_samples, 1)
-    dl_dv = np.zeros_like(v)
-    if readout == "max":
-        np.put_along_axis(dl_dv, k_max[:, None, :], (dz / scale)[:, None, :], axis=1)
-    else:
-        dl_dv[:] = (dz / (scale * n_steps))[:, None, :]
+    dl_dv = readout_grad(dz, k_max, np.shape(v_out_lsb)[1], readout=readout, scale_lsb=scale_lsb)
     pred = np.argmax(z, axis=1).astype(np.int64)
     return ReadoutLoss(float(losses.mean()) if n_samples else 0.0, dl_dv, z, pred, pred == lab)
+
+
+def softmax(z) -> np.ndarray:
+    """Row-wise softmax of float64[n, k]."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - (z.max(axis=1, keepdims=True) if z.size else 0.0))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def count_regulariser(counts, *, rho_upper: float = 0.0, nu_upper: float = 0.0, rho_lower: float = 0.0,

@@ -195,6 +195,10 @@ class RunRequest(Message):
     membrane is traced at the MADC rate (-1: none). learn: deliver the run's spikes to the
     plasticity processor, which answers with a LearnResult after a TrainStep. record_spikes:
     send the recorded spikes up to the host (off for on-chip learning, where only metrics go up).
+    step_ticks: 0 integrates the exact event-driven dynamics; > 0 integrates on a grid of that many
+    ticks (surrogate-gradient training in the loop), spikes fall on grid points and each CADC sample
+    reads the membrane just before its grid point's threshold check (cadc_period_ticks must then be a
+    multiple of step_ticks).
     """
 
     TAG: ClassVar[str] = "run_request"
@@ -205,6 +209,7 @@ class RunRequest(Message):
     madc_neuron: int = -1
     learn: bool = False
     record_spikes: bool = True
+    step_ticks: int = 0
 
     def _check(self) -> None:
         if self.run_id < 0:
@@ -215,6 +220,8 @@ class RunRequest(Message):
             self._fail("sample_ticks", f"must be > 0, got {self.sample_ticks}")
         if self.cadc_period_ticks < 0:
             self._fail("cadc_period_ticks", f"must be >= 0, got {self.cadc_period_ticks}")
+        if self.step_ticks < 0:
+            self._fail("step_ticks", f"must be >= 0, got {self.step_ticks}")
 
 
 @_frozen

@@ -142,6 +142,7 @@ def _run_request(draw, max_n: int) -> dict:
         "n_samples": draw(st.integers(0, INT_MAX)),
         "sample_ticks": draw(st.integers(1, INT_MAX)),
         "cadc_period_ticks": draw(st.integers(0, INT_MAX)),
+        "step_ticks": draw(st.integers(0, INT_MAX)),
     }
 
 

@@ -180,3 +180,57 @@ def test_backward_argument_errors():
         surrogate_backward(w, p, [], [], [], s, v, v, np.zeros((2, 2)), 0.5)
     with pytest.raises(ValueError, match="dt_us"):
         surrogate_backward(w, p, [], [], [], s, v, v, np.zeros((1, 2)), -1.0)
+
+
+# ---------------------------------------------------------------- the core's time-stepped runs
+
+def _stepped_core(spec):
+    from neurosplit.chip import AnalogCore, CoreConfig, MismatchSpec  # noqa: F401
+    from neurosplit.host._network import feedforward, place
+
+    net = feedforward(3, 4, 2, dict(tau_mem_us=10.0, tau_syn_us=5.0, v_leak_lsb=80.0, v_reset_lsb=80.0, v_th_lsb=110.0,
+                                    t_ref_us=1.7), np.random.default_rng(2), hidden_init=(30.0, 10.0),
+                      output_init=(10.0, 10.0))
+    pl = place(net)
+    core = AnalogCore(CoreConfig(mismatch=spec, calibrate=False), chip_seed=3, seed=5)
+    core.configure_neurons(pl.neurons)
+    core.configure_rows(pl.rows)
+    from neurosplit.protocol import WriteWeights
+
+    core.write_weights(WriteWeights(request_id=1, row=pl.weight_rows, column=pl.weight_columns, weight=pl.weight_block))
+    return core, net
+
+
+def test_core_stepped_run_samples_the_pre_threshold_membrane_on_its_grid():
+    """An ideal die (no mismatch, no noise): spikes on grid ticks and CADC codes equal simulate_steps'
+    own spikes and rounded pre-threshold membranes."""
+    from neurosplit.chip import MismatchSpec
+    from neurosplit.protocol import MembraneSamples, RunRequest, SpikeBatch
+
+    core, net = _stepped_core(MismatchSpec.ideal())
+    period, step, sample_ticks, n_samples = 426, 213, 426 * 12, 3
+    t_in = np.array([0, 30, 500, 5112 + 7, 5112 + 900, 2 * 5112 + 213], np.int64)
+    src = np.array([0, 1, 2, 0, 2, 1])
+    smp = (t_in // sample_ticks).astype(np.uint32)
+    core.start_run(RunRequest(run_id=4, n_samples=n_samples, sample_ticks=sample_ticks, cadc_period_ticks=period,
+                              step_ticks=step))
+    out = core.feed(SpikeBatch(run_id=4, t_ticks=t_in, label=net.input_label[src], sample=smp,
+                               horizon_ticks=n_samples * sample_ticks))
+    spikes = [m for m in out if isinstance(m, SpikeBatch)][0]
+    cadc = [m for m in out if isinstance(m, MembraneSamples)][0]
+    assert spikes.t_ticks.size > 0 and np.all(spikes.t_ticks % step == 0)
+    ref = simulate_steps(core.weights_lsb(), core.realised(), (t_in - smp * sample_ticks) / 125, src, smp.astype(int),
+                         n_samples, sample_ticks / 125, step / 125, record_pre=True)
+    codes = np.clip(np.rint(ref.v_pre_lsb[:, ::period // step, :]), 0, 255).reshape(-1, net.n)
+    np.testing.assert_array_equal(cadc.adc_lsb, codes)
+    ref_ticks = np.sort(ref.spikes.sample * sample_ticks + np.rint(ref.spikes.t_us * 125).astype(int))
+    np.testing.assert_array_equal(spikes.t_ticks, ref_ticks)
+
+
+def test_core_refuses_a_cadc_period_off_the_step_grid():
+    from neurosplit.chip import MismatchSpec
+    from neurosplit.protocol import RunRequest
+
+    core, _ = _stepped_core(MismatchSpec.ideal())
+    with pytest.raises(ValueError, match="step_ticks"):
+        core.start_run(RunRequest(run_id=0, n_samples=1, sample_ticks=2000, cadc_period_ticks=300, step_ticks=213))
