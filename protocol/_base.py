@@ -148,6 +148,45 @@ class Message:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+def _from_wire(cls: type[Message], scalars: dict, arrays: dict) -> Message:
+    """A message from decoded fields, with the constructor's checks except the array conversions:
+    the decoder has already matched each array's dtype and shape against the class, so only the
+    scalars (received values) and the relations between fields (``_check``) remain to check.
+    Absent scalars take their defaults (the decoder refuses frames missing a required one)."""
+    if "_SCALARS" not in cls.__dict__:
+        _resolve_scalars(cls)
+    msg = object.__new__(cls)
+    defaults = _scalar_defaults(cls)
+    for name, kind in cls._SCALARS.items():
+        value = scalars[name] if name in scalars else defaults[name]()
+        object.__setattr__(msg, name, _check_scalar(cls.TAG, name, value, kind))
+    for name in cls.ARRAYS:
+        arr = arrays[name]
+        if arr.flags.writeable:  # views into a writable buffer (a bytearray) must not change under us
+            arr = arr.view()
+            arr.flags.writeable = False
+        object.__setattr__(msg, name, arr)
+    msg._check()
+    return msg
+
+
+_DEFAULTS: dict[type, dict] = {}
+
+
+def _scalar_defaults(cls: type[Message]) -> dict:
+    """name -> zero-argument function giving the default of each scalar field that has one."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                found[f.name] = (lambda v=f.default: v)
+            elif f.default_factory is not dataclasses.MISSING:
+                found[f.name] = f.default_factory
+        _DEFAULTS[cls] = found
+    return found
+
+
 def _resolve_scalars(cls: type[Message]) -> None:
     hints = typing.get_type_hints(cls)
     scalars = {}

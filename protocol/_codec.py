@@ -24,7 +24,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ._base import _REGISTRY, MAX_MAP_LEN, MAX_STR_BYTES, Message, scalar_kinds
+from ._base import _REGISTRY, MAX_MAP_LEN, MAX_STR_BYTES, Message, _from_wire, scalar_kinds
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._messages import PROTOCOL_VERSION
 
@@ -164,6 +164,8 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
     if pos != n:
         raise RemoteProtocolError(tag, "body", f"{n - pos} trailing bytes after the last array")
     try:
+        if cls.__post_init__ is Message.__post_init__:  # no checks of its own beyond the base class's
+            return _from_wire(cls, fields, arrays)
         return cls(**fields, **arrays)
     except LocalProtocolError as exc:
         raise RemoteProtocolError(exc.message, exc.field, exc.problem) from exc
