@@ -15,6 +15,7 @@ import trio
 from ... import actors
 from ...protocol import NeurosplitError
 from .._report import write_report
+from . import _mismatch
 from . import _chip, _run, _train
 from ._common import VERSION, common_parser, configure_logging
 
@@ -27,6 +28,8 @@ COMMANDS = [
     _train.Demo,
     SimpleNamespace(NAME=_chip.NAME, HELP=_chip.HELP, add_arguments=_chip.add_arguments, job=_chip.job,
                     summary=_chip.summary),
+    SimpleNamespace(NAME=_mismatch.NAME, HELP=_mismatch.HELP, add_arguments=_mismatch.add_arguments,
+                    job=_mismatch.job, summary=_mismatch.summary),
 ]
 
 

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 from ... import actors
 from .._report import Progress, host_link_bytes, weights_sha256
+from .._surrogate import SurrogateConfig
+from .._tasks import TASKS
 from .._training import LEARNING_SCHEMES, TrainConfig, train
 from ._common import board_fields, final_weights, open_job_system, print_traffic
 
@@ -22,7 +24,14 @@ def add_train_arguments(p, *, epochs_default=None) -> None:
     p.add_argument("--hidden", type=int)
 
 
-def train_config(args) -> TrainConfig:
+def train_config(args) -> TrainConfig | SurrogateConfig:
+    task = getattr(args, "task", "yinyang")
+    if args.learning == "host-surrogate":  # its own defaults per task (host/_surrogate.py)
+        return SurrogateConfig(task=task, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                               n_train=args.n_train, n_test=args.n_test, n_hidden=args.hidden,
+                               **({} if args.lr is None else {"lr": args.lr}))
+    if task != "yinyang":
+        raise ValueError(f"the EventProp schemes train yinyang; {task} trains with --learning host-surrogate")
     cfg = TrainConfig(learning=args.learning, seed=args.seed)
     fields = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "n_train": args.n_train,
               "n_test": args.n_test, "n_hidden": args.hidden}
@@ -62,7 +71,7 @@ class Train:
 
     @staticmethod
     def add_arguments(p) -> None:
-        p.add_argument("task", choices=["yinyang"])
+        p.add_argument("task", choices=list(TASKS))
         add_train_arguments(p)
 
     job = staticmethod(train_job)
