@@ -5,7 +5,9 @@ from ._board import BoardLost, BoardServer, RemoteSystem, connect_board, session
 from ._core import CoreActor
 from ._host import BoardError, HostActor, RunResult
 from ._link import DirectionStats, Link, LinkEnd, open_link
+from ._link_model import LinkModel, LinkTimeline, Transit, default_link_models
 from ._ppu import PPU_MEMORY_BYTES, PpuActor, PpuConfig
+from ._profile import Profiler, active_profiler, profiling
 from ._router import RouterActor, RouterConfig
 from ._socket import StreamTransport, parse_address, remote_link
 from ._system import (LINK_NAMES, Board, System, SystemConfig, TransportWrapper, first_actor_failure, open_board,
@@ -19,4 +21,5 @@ __all__ = [
     "FrameTransport", "MemoryTransport", "memory_transport_pair",
     "BoardLost", "BoardServer", "RemoteSystem", "connect_board", "session_config",
     "StreamTransport", "parse_address", "remote_link", "Board", "open_board",
+    "LinkModel", "LinkTimeline", "Transit", "default_link_models", "Profiler", "active_profiler", "profiling",
 ]

@@ -24,9 +24,11 @@ from ._actor import ActorFailed
 from ._core import CoreActor, CoreConfig
 from ._host import HostActor
 from ._link import Link, LinkEnd
+from ._link_model import LinkModel, default_link_models
 from ._socket import remote_link
 from ._transport import FrameTransport, memory_transport_pair
 from ._ppu import PpuActor, PpuConfig
+from ._profile import active_profiler
 from ._router import RouterActor, RouterConfig
 
 __all__ = ["SystemConfig", "System", "Board", "open_board", "open_system", "LINK_NAMES", "first_actor_failure",
@@ -43,7 +45,10 @@ class SystemConfig:
     """Everything that fixes a system's behaviour. seed: trial-to-trial noise and learning;
     chip_seed: the die (device mismatch); link_buffer: frames each link direction buffers
     (0: rendezvous); window: runs the host keeps in flight. session: what the host's Hello asks
-    of the board (actors._board.session_config builds a whole config from it and a chip seed)."""
+    of the board (actors._board.session_config builds a whole config from it and a chip seed).
+    link_models: the hardware model of each link by name (actors/_link_model.py); None puts the
+    defaults on (1 GbE host link; event lanes on the chip link, from ``lanes``), ``{}`` leaves
+    every link ideal. Without a queue overflow a model changes only the emulated times it reports."""
 
     seed: int = 0
     chip_seed: int = 0
@@ -54,6 +59,12 @@ class SystemConfig:
     core: CoreConfig = field(default_factory=CoreConfig)
     ppu: PpuConfig = field(default_factory=PpuConfig)
     session: dict[str, int] = field(default_factory=dict)
+    link_models: Mapping[str, LinkModel | None] | None = None
+
+    def models(self) -> dict[str, LinkModel]:
+        """The link models in force, by link name."""
+        chosen = default_link_models(self.lanes) if self.link_models is None else self.link_models
+        return {name: m for name, m in chosen.items() if m is not None}
 
     def __post_init__(self) -> None:
         if self.link_buffer < 0:
@@ -77,11 +88,12 @@ class System:
 
     def dropped(self) -> dict[str, int]:
         """Events dropped anywhere, by reason; empty when none were."""
-        out: dict[str, int] = {}
-        for part in (self.router.dropped_total, self.core.dropped_total):
-            for reason, n in part.items():
-                out[reason] = out.get(reason, 0) + n
-        return out
+        return _dropped(self)
+
+    def link_models(self) -> dict:
+        """``{link: {model, dropped, down, up}}``: each modelled link's parameters and emulated-time
+        counters (ticks of 8 ns; actors/_link_model.py)."""
+        return {name: link.timeline.statistics() for name, link in self.links.items() if link.timeline is not None}
 
 
 @dataclass
@@ -99,11 +111,21 @@ class Board:
         return {name: link.statistics() for name, link in self.links.items()}
 
     def dropped(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for part in (self.router.dropped_total, self.core.dropped_total):
-            for reason, n in part.items():
-                out[reason] = out.get(reason, 0) + n
-        return out
+        return _dropped(self)
+
+    def link_models(self) -> dict:
+        return {name: link.timeline.statistics() for name, link in self.links.items() if link.timeline is not None}
+
+
+def _dropped(system) -> dict[str, int]:
+    """Events dropped by the router, the core and the link models, by reason."""
+    out: dict[str, int] = {}
+    parts = [system.router.dropped_total, system.core.dropped_total]
+    parts += [link.timeline.dropped_total for link in system.links.values() if link.timeline is not None]
+    for part in parts:
+        for reason, n in part.items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 TransportWrapper = Callable[[FrameTransport, FrameTransport], tuple[FrameTransport, FrameTransport]]
@@ -111,11 +133,12 @@ TransportWrapper = Callable[[FrameTransport, FrameTransport], tuple[FrameTranspo
 
 def _board_links(config: SystemConfig, wrap: Mapping[str, TransportWrapper] | None) -> dict[str, Link]:
     links = {}
+    models = config.models()
     for name in LINK_NAMES[1:]:
         pair = memory_transport_pair(config.link_buffer)
         if wrap and name in wrap:
             pair = wrap[name](*pair)
-        links[name] = Link(name, config.link_buffer, transports=pair)
+        links[name] = Link(name, config.link_buffer, transports=pair, model=models.get(name))
     return links
 
 
@@ -151,11 +174,13 @@ async def open_board(config: SystemConfig, host: FrameTransport | LinkEnd, *,
 
 @asynccontextmanager
 async def open_system(config: SystemConfig = SystemConfig(), *,
-                      wrap: Mapping[str, TransportWrapper] | None = None) -> AsyncIterator[System]:
+                      wrap: Mapping[str, TransportWrapper] | None = None, profiler=None) -> AsyncIterator[System]:
     """Start the four actors, shake hands, yield the system; shut it down cleanly on exit.
 
     wrap: per link name, a function that takes the link's two in-process transports (host side,
     chip side) and returns the transports to use instead (fault injection, link models).
+    profiler: an actors.Profiler to attach (wall-clock latency per hop, busy time, queue depth
+    over time); by default the one ``actors.profiling()`` made active, if any.
 
     An actor that fails stops the whole system: the exception that leaves this context is an
     ExceptionGroup holding an ActorFailed that names the actor (see first_actor_failure).
@@ -163,10 +188,13 @@ async def open_system(config: SystemConfig = SystemConfig(), *,
     pair = memory_transport_pair(config.link_buffer)
     if wrap and "host" in wrap:
         pair = wrap["host"](*pair)
-    host_link = Link("host", config.link_buffer, transports=pair)
+    host_link = Link("host", config.link_buffer, transports=pair, model=config.models().get("host"))
     host = HostActor(host_link.a, window=config.window)
     async with open_board(config, host_link.b, wrap=wrap) as board:
         system = System(config, {**board.links}, host, board.router, board.core, board.ppu)
+        profiler = profiler if profiler is not None else active_profiler()
+        if profiler is not None:
+            profiler.attach(system)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host.serve, name=host.name)
             await host.handshake(config.session)
