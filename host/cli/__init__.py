@@ -16,7 +16,7 @@ from ... import actors
 from ...protocol import NeurosplitError
 from .._report import write_report
 from . import _mismatch
-from . import _chip, _profile, _run, _train
+from . import _chip, _profile, _run, _sweep, _train
 from ._common import VERSION, common_parser, configure_logging
 
 __all__ = ["main", "COMMANDS"]
@@ -30,6 +30,8 @@ COMMANDS = [
                     summary=_chip.summary),
     SimpleNamespace(NAME=_mismatch.NAME, HELP=_mismatch.HELP, add_arguments=_mismatch.add_arguments,
                     job=_mismatch.job, summary=_mismatch.summary),
+    SimpleNamespace(NAME=_sweep.NAME, HELP=_sweep.HELP, add_arguments=_sweep.add_arguments, job=_sweep.job,
+                    summary=_sweep.summary),
     _profile.Profile,
     _profile.Compare,
 ]
