@@ -44,7 +44,9 @@ class CoreActor(Actor):
             if isinstance(msg, Hello):
                 await reply_to.send(Hello(protocol_version=PROTOCOL_VERSION, role="core", chip_id=self.model.chip_seed))
             elif isinstance(msg, ConfigureNeurons):
-                self.model.configure_neurons(msg)
+                # The calibration integrates for seconds (numba, GIL released): off the event loop
+                # too, or every other actor would stall meanwhile (the profiler showed it).
+                await trio.to_thread.run_sync(self.model.configure_neurons, msg)
                 self.log.info("neurons_configured", n=int(msg.neuron.size))
             elif isinstance(msg, ConfigureRows):
                 self.model.configure_rows(msg)

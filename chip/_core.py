@@ -14,6 +14,7 @@ threshold check (what surrogate-gradient training in the loop evaluates).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,11 +57,22 @@ __all__ = ["CoreConfig", "AnalogCore"]
 class CoreConfig:
     """mismatch: magnitudes of device mismatch and noise (MismatchSpec.ideal() for a perfect chip).
     calibrate: run the calibration when neurons are configured (else nominal codes are used).
-    max_spikes_per_sample: cap against runaway activity (None: the integrator's default)."""
+    max_spikes_per_sample: cap against runaway activity (None: the integrator's default).
+    threads: threads the event-driven integrator shares a run's samples between (0: one per CPU);
+    the results do not depend on it (samples are independent)."""
 
     mismatch: MismatchSpec = field(default_factory=MismatchSpec)
     calibrate: bool = True
     max_spikes_per_sample: int | None = None
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+    @property
+    def n_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
 
 
 @dataclass
@@ -241,7 +253,8 @@ class AnalogCore:
         else:
             result = simulate_events(w, params, t_us, in_src, in_smp, n_batch, t_end_us,
                                      v_th_offset_lsb=run.jitter[first:stop], probe_t_us=probe_t, probe_neuron=probe_n,
-                                     max_spikes_per_sample=self.config.max_spikes_per_sample)
+                                     max_spikes_per_sample=self.config.max_spikes_per_sample,
+                                     threads=self.config.n_threads)
             spikes, v_probe = result.spikes, result.v_probe_lsb
             tick_in_sample = np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64)
         s_abs = spikes.sample.astype(np.int64) + first
@@ -278,8 +291,8 @@ class AnalogCore:
         else:
             v = simulate_events(w, params, t_us, src, smp, stop - first, req.sample_ticks / TICKS_PER_US,
                                 v_th_offset_lsb=run.jitter[first:stop], probe_t_us=ticks / TICKS_PER_US,
-                                probe_neuron=np.array([j]),
-                                max_spikes_per_sample=self.config.max_spikes_per_sample).v_probe_lsb[:, :, 0]
+                                probe_neuron=np.array([j]), max_spikes_per_sample=self.config.max_spikes_per_sample,
+                                threads=self.config.n_threads).v_probe_lsb[:, :, 0]
         out = []
         for k in range(stop - first):
             rng = np.random.default_rng([self.seed, req.run_id, MADC_NOISE_STREAM, first + k])
