@@ -23,10 +23,12 @@ from ..protocol import (
     Gradients,
     Hello,
     LearnResult,
+    LearnerState,
     MembraneSamples,
     Message,
     NeurosplitError,
     NeuronTrace,
+    ReadLearnerState,
     ReadWeights,
     RunComplete,
     RunRequest,
@@ -34,6 +36,7 @@ from ..protocol import (
     SpikeBatch,
     TrainStep,
     Weights,
+    WriteLearnerState,
     WriteWeights,
 )
 from ._actor import Actor
@@ -93,7 +96,7 @@ class HostActor(Actor):
         self._hello: _Pending | None = None
         self._learn: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
-        self._run_ids = itertools.count(0)
+        self._next_run_id = 0  # trial noise is keyed by run id: a resumed job continues the sequence
         self.board_hello: Hello | None = None
         self.unmatched_errors: list[Error] = []
         self.last_confirmed = "nothing yet"  # the last step the board confirmed, for error messages
@@ -102,6 +105,20 @@ class HostActor(Actor):
     @property
     def board(self) -> LinkEnd:
         return self.links["board"]
+
+    @property
+    def next_run_id(self) -> int:
+        """The id the next run will get (runs are numbered 0, 1, ... in the order they start)."""
+        return self._next_run_id
+
+    def set_next_run_id(self, run_id: int) -> None:
+        """Continue the run-id sequence at ``run_id`` (a job resumed from a checkpoint: the board
+        draws trial noise by run id, so the resumed job must number its runs as the first did)."""
+        if run_id < 0:
+            raise ValueError(f"run_id must be >= 0, got {run_id}")
+        if self._runs:
+            raise ValueError(f"cannot renumber runs while {len(self._runs)} are in flight")
+        self._next_run_id = int(run_id)
 
     # -- requests ---------------------------------------------------------------------------
     async def handshake(self, session: dict[str, int] | None = None) -> Hello:
@@ -133,6 +150,20 @@ class HostActor(Actor):
         await self.board.send(ReadWeights(request_id=rid, row=row, column=column))
         return await self._wait(pending)
 
+    async def read_learner_state(self) -> LearnerState:
+        """The PPU's learner state (shadow weights, optimiser moments), after every learning job sent before."""
+        rid = next(self._ids)
+        pending = self._requests[rid] = _Pending()
+        await self.board.send(ReadLearnerState(request_id=rid))
+        return await self._wait(pending)
+
+    async def write_learner_state(self, *, step: int, shadow, adam_m, adam_v) -> None:
+        """Restore the PPU's learner state (after configure_learning) and wait until it confirms."""
+        rid = next(self._ids)
+        pending = self._requests[rid] = _Pending()
+        await self.board.send(WriteLearnerState(request_id=rid, step=step, shadow=shadow, adam_m=adam_m, adam_v=adam_v))
+        await self._wait(pending)
+
     async def run(self, t_ticks, label, sample, *, n_samples: int, sample_ticks: int, cadc_period_ticks: int = 0,
                   madc_neuron: int = -1, learn: bool = False, record_spikes: bool = True,
                   train_labels=None, apply_update: bool = True, report_gradients: bool = False,
@@ -142,7 +173,8 @@ class HostActor(Actor):
         ``step_ticks`` > 0 asks for the time-stepped integrator (RunRequest.step_ticks)."""
         learn = learn or train_labels is not None
         async with self._credits:
-            run_id = next(self._run_ids)
+            run_id = self._next_run_id
+            self._next_run_id += 1
             result, pending = RunResult(run_id), _Pending()
             self._runs[run_id] = (result, pending, learn)
             req = RunRequest(run_id=run_id, n_samples=n_samples, sample_ticks=sample_ticks,
@@ -176,7 +208,7 @@ class HostActor(Actor):
             self.board_hello = msg
             self.last_confirmed = "handshake"
             self._resolve(self._hello, msg)
-        elif isinstance(msg, (Ack, Weights)):
+        elif isinstance(msg, (Ack, Weights, LearnerState)):
             self.last_confirmed = f"{msg.TAG} of request {msg.request_id}"
             self._resolve(self._requests.pop(msg.request_id, None), msg)
         elif isinstance(msg, SpikeBatch) and run_id in self._runs:

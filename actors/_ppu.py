@@ -16,6 +16,7 @@ import numpy as np
 import trio
 
 from ..chip import N_ROWS, Learner, LearnerConfig, NeuronParams
+from ..chip._optim import AdamState
 from ..protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -26,7 +27,9 @@ from ..protocol import (
     Gradients,
     Hello,
     LearnResult,
+    LearnerState,
     Message,
+    ReadLearnerState,
     ReadWeights,
     RunComplete,
     RunRequest,
@@ -35,6 +38,7 @@ from ..protocol import (
     TICKS_PER_US,
     TrainStep,
     Weights,
+    WriteLearnerState,
     WriteWeights,
 )
 from ._actor import Actor
@@ -116,8 +120,8 @@ class PpuActor(Actor):
             run.sample.append(msg.sample)
         elif isinstance(msg, RunComplete) and msg.run_id in self._runs:
             self._runs[msg.run_id].complete.set()
-        elif isinstance(msg, (ConfigureLearning, TrainStep)):
-            self._jobs_send.send_nowait(msg)
+        elif isinstance(msg, (ConfigureLearning, TrainStep, ReadLearnerState, WriteLearnerState)):
+            self._jobs_send.send_nowait(msg)  # in order with the learning jobs: a state read sees every step before it
         elif isinstance(msg, Shutdown):
             self.stop()
         else:
@@ -128,8 +132,33 @@ class PpuActor(Actor):
         async for job in self._jobs_recv:
             if isinstance(job, ConfigureLearning):
                 await self._configure(job)
+            elif isinstance(job, ReadLearnerState):
+                await self._read_state(job)
+            elif isinstance(job, WriteLearnerState):
+                await self._write_state(job)
             else:
                 await self._train_step(job)
+
+    async def _read_state(self, req: ReadLearnerState) -> None:
+        router = self.links["router"]
+        if self.learner is None:
+            await router.send(Error(fault="remote", in_reply_to=req.TAG, message=f"{req.TAG}: learning is not configured"))
+            return
+        adam = self.learner.adam
+        await router.send(LearnerState(request_id=req.request_id, step=adam.step, shadow=self.learner.shadow,
+                                       adam_m=adam.m, adam_v=adam.v))
+
+    async def _write_state(self, req: WriteLearnerState) -> None:
+        """Restore shadow weights and optimiser state (resuming a training from a checkpoint)."""
+        router = self.links["router"]
+        if self.learner is None or req.shadow.shape != self.learner.shadow.shape:
+            why = ("learning is not configured" if self.learner is None else
+                   f"shadow shape {req.shadow.shape} is not the configured network's {self.learner.shadow.shape}")
+            await router.send(Error(fault="remote", in_reply_to=req.TAG, message=f"{req.TAG}.shadow: {why}"))
+            return
+        self.learner.shadow = np.array(req.shadow)
+        self.learner.adam = AdamState(np.array(req.adam_m), np.array(req.adam_v), req.step)
+        await router.send(Ack(request_id=req.request_id, what=req.TAG))
 
     async def _request(self, msg_factory) -> Message:
         rid = next(self._ids)

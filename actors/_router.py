@@ -17,9 +17,11 @@ from ..protocol import (
     Gradients,
     Hello,
     LearnResult,
+    LearnerState,
     MembraneSamples,
     Message,
     NeuronTrace,
+    ReadLearnerState,
     ReadWeights,
     RunComplete,
     RunRequest,
@@ -27,9 +29,11 @@ from ..protocol import (
     SpikeBatch,
     TrainStep,
     Weights,
+    WriteLearnerState,
     WriteWeights,
 )
 from ._actor import Actor
+from ._admission import BoardLimits, admission_problem
 from ._link import LinkEnd
 
 __all__ = ["RouterActor", "RouterConfig"]
@@ -38,11 +42,13 @@ __all__ = ["RouterActor", "RouterConfig"]
 @dataclass(frozen=True)
 class RouterConfig:
     """chunk_events: most input events per chunk streamed to the core (chunks are cut between
-    ticks, so results never depend on it). lanes: capacity of the event lanes into the chip."""
+    ticks, so results never depend on it). lanes: capacity of the event lanes into the chip.
+    limits: what one request may make the board allocate (actors/_admission.py)."""
 
     chunk_events: int = 4096
     lanes: EventLaneModel = field(default_factory=EventLaneModel)
     chip_id: int = 0
+    limits: BoardLimits = field(default_factory=BoardLimits)
 
     def __post_init__(self) -> None:
         if self.chunk_events < 1:
@@ -88,6 +94,11 @@ class RouterActor(Actor):
     # -- host -> chip -----------------------------------------------------------------------
     async def _from_host(self, msg: Message) -> None:
         host, chip, ppu = self.links["host"], self.links["chip"], self.links["ppu"]
+        problem = admission_problem(msg, self.config.limits)
+        if problem is not None:
+            await host.send(Error(fault="chip-limit", in_reply_to=msg.TAG, run_id=getattr(msg, "run_id", -1),
+                                  message=problem))
+            return
         if isinstance(msg, Hello):
             if msg.protocol_version != PROTOCOL_VERSION:
                 await host.send(Error(fault="remote", in_reply_to="hello",
@@ -101,7 +112,7 @@ class RouterActor(Actor):
             await ppu.send(msg)  # the PPU models the network it learns on
         elif isinstance(msg, (WriteWeights, ReadWeights)):
             await chip.send(msg)
-        elif isinstance(msg, (ConfigureLearning, TrainStep)):
+        elif isinstance(msg, (ConfigureLearning, TrainStep, ReadLearnerState, WriteLearnerState)):
             await ppu.send(msg)
         elif isinstance(msg, RunRequest):
             await self._start_run(msg)
@@ -189,7 +200,7 @@ class RouterActor(Actor):
                                   message=f"router: unexpected {msg.TAG} from the core"))
 
     async def _from_ppu(self, msg: Message) -> None:
-        if isinstance(msg, (LearnResult, Gradients, Error, Hello, Ack)):
+        if isinstance(msg, (LearnResult, Gradients, Error, Hello, Ack, LearnerState)):
             await self.links["host"].send(msg)
         else:
             await self.links["host"].send(Error(fault="internal", in_reply_to=msg.TAG,

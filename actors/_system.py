@@ -22,6 +22,7 @@ import trio
 from ..chip._event_links import EventLaneModel
 from ._actor import ActorFailed
 from ._core import CoreActor, CoreConfig
+from ._faults import link_fault_drops
 from ._host import HostActor
 from ._link import Link, LinkEnd
 from ._link_model import LinkModel, default_link_models
@@ -118,10 +119,11 @@ class Board:
 
 
 def _dropped(system) -> dict[str, int]:
-    """Events dropped by the router, the core and the link models, by reason."""
+    """Events dropped by the router, the core, the link models and fault injection, by reason."""
     out: dict[str, int] = {}
     parts = [system.router.dropped_total, system.core.dropped_total]
     parts += [link.timeline.dropped_total for link in system.links.values() if link.timeline is not None]
+    parts += [link_fault_drops(link) for link in system.links.values()]
     for part in parts:
         for reason, n in part.items():
             out[reason] = out.get(reason, 0) + n

@@ -22,10 +22,11 @@ import numpy as np
 from ..chip import NeuronParams, YINYANG_TARGETS
 from ..chip._learner import Learner, LearnerConfig
 from ..protocol import TICKS_PER_US
+from ._checkpoint import Checkpointer, TrainState, check_fingerprint
 from ._network import Network, Placement, feedforward, place
 from ._yinyang import YINYANG_SEEDS, encode_ttfs, yin_yang
 
-__all__ = ["LEARNING_SCHEMES", "TrainConfig", "EpochStats", "train", "encode_batch"]
+__all__ = ["LEARNING_SCHEMES", "TrainConfig", "EpochStats", "train", "encode_batch", "epoch_order", "fingerprint"]
 
 LEARNING_SCHEMES = ("on-chip-eventprop", "host-eventprop")
 
@@ -97,6 +98,17 @@ def encode_batch(x: np.ndarray, cfg: TrainConfig, input_label: np.ndarray):
     return ticks[order], input_label[src[order]].astype(np.uint16), sample[order].astype(np.uint32)
 
 
+def epoch_order(cfg: TrainConfig, epoch: int) -> np.ndarray:
+    """The order of the training samples in ``epoch``: drawn from (seed, epoch) alone, so a resumed
+    training needs no generator state to continue in the same order."""
+    return np.random.default_rng([cfg.seed, 2, epoch]).permutation(cfg.n_train)
+
+
+def fingerprint(cfg: TrainConfig, extra: dict | None = None) -> dict:
+    """What a checkpoint's configuration must match to be resumed (``train.epochs`` may grow)."""
+    return {**{f"train.{k}": v for k, v in asdict(cfg).items()}, **(extra or {})}
+
+
 def build_network(cfg: TrainConfig) -> Network:
     n_in = 5 * cfg.duplicates
     rng = np.random.default_rng([cfg.seed, 1])
@@ -112,33 +124,60 @@ def host_learner(net: Network, placement: Placement, cfg: TrainConfig) -> Learne
                                  LearnerConfig.from_params(cfg.loss, cfg.learner_params()))
 
 
-async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | None = None) -> dict:
-    """Train on Yin-Yang through ``board``; returns the report fields of the run (DESIGN.md, "Reports")."""
+async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | None = None,
+                checkpoint: Checkpointer | None = None, resume: TrainState | None = None) -> dict:
+    """Train on Yin-Yang through ``board``; returns the report fields of the run (DESIGN.md, "Reports").
+
+    checkpoint: write checkpoints (host/_checkpoint.py) at the end of each epoch and every
+    ``checkpoint.every_batches`` batches. resume: continue from a checkpoint's state (same
+    configuration; more epochs allowed); the run ends bit-identical to one never interrupted.
+    """
+    if checkpoint is not None:
+        checkpoint.fingerprint = fingerprint(cfg, checkpoint.fingerprint)
+    if resume is not None:
+        check_fingerprint(resume.fingerprint, checkpoint.fingerprint if checkpoint is not None else fingerprint(cfg),
+                          may_differ=("train.epochs",))
     t_start = time.perf_counter()
     x_train, y_train = yin_yang(cfg.n_train, YINYANG_SEEDS["train"])
     x_test, y_test = yin_yang(cfg.n_test, YINYANG_SEEDS["test"])
     net = build_network(cfg)
     placement = place(net)
     await board.configure(placement.neurons, placement.rows)
-    await board.write_weights(placement.weight_rows, placement.weight_columns, placement.weight_block)
+    if resume is None:
+        await board.write_weights(placement.weight_rows, placement.weight_columns, placement.weight_block)
+    else:  # the weights as the checkpoint found them on chip, and the run ids where they stopped
+        await board.write_weights(resume.weight_rows, resume.weight_columns, resume.weights)
+        board.set_next_run_id(resume.next_run_id)
     on_chip = cfg.learning == "on-chip-eventprop"
     learner = None
     if on_chip:
         await board.configure(placement.learning(net, loss=cfg.loss, params=cfg.learner_params()))
+        if resume is not None:
+            await board.write_learner_state(step=resume.learner_step, shadow=resume.shadow, adam_m=resume.adam_m,
+                                            adam_v=resume.adam_v)
     else:
         learner = host_learner(net, placement, cfg)
+        if resume is not None:
+            learner.shadow, learner.adam = np.array(resume.shadow), resume.adam()
 
-    rng = np.random.default_rng([cfg.seed, 2])
+
     n_batches = -(-cfg.n_train // cfg.batch_size)
-    history: list[EpochStats] = []
-    info: dict = {}
+    history: list[EpochStats] = [EpochStats(**h) for h in resume.history] if resume is not None else []
+    info: dict = dict(resume.info) if resume is not None else {}
+    start_epoch, start_batch = (resume.epoch, resume.batch) if resume is not None else (0, 0)
+    samples = 0  # trained in this process
     t_end_us = cfg.trial_us
-    for epoch in range(cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
         lr = cfg.lr * cfg.lr_decay ** epoch
-        order = rng.permutation(cfg.n_train)
+        order = epoch_order(cfg, epoch)
         loss_sum, correct, seen, hidden_spikes = 0.0, 0, 0, 0
-        for b in range(n_batches):
+        first_batch = 0
+        if resume is not None and epoch == start_epoch:
+            loss_sum, correct, seen, hidden_spikes = (resume.sums[k] for k in ("loss_sum", "correct", "seen",
+                                                                               "hidden_spikes"))
+            first_batch = start_batch
+        for b in range(first_batch, n_batches):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             t, lab, smp = encode_batch(x_train[idx], cfg, net.input_label)
             labels = y_train[idx].astype(np.uint16)
@@ -162,16 +201,25 @@ async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | N
             correct += n_correct
             seen += idx.size
             hidden_spikes += int(np.sum(counts[:cfg.n_hidden]))
+            samples += idx.size
+            if checkpoint is not None and checkpoint.due(b + 1):
+                await checkpoint.save(board, epoch=epoch, batch=b + 1, history=[asdict(h) for h in history],
+                                      sums={"loss_sum": loss_sum, "correct": correct, "seen": seen,
+                                            "hidden_spikes": hidden_spikes},
+                                      info=info, placement=placement, learner=learner)
             if progress is not None:
                 progress({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": b + 1, "batches": n_batches,
                           "loss": loss_sum / seen, "accuracy": correct / seen})
         test_acc = await evaluate(board, cfg, net, learner, x_test, y_test)
         history.append(EpochStats(epoch + 1, loss_sum / seen, correct / seen, test_acc,
                                   hidden_spikes / seen, time.perf_counter() - t_epoch))
+        if checkpoint is not None:
+            await checkpoint.save(board, epoch=epoch + 1, batch=0, history=[asdict(h) for h in history],
+                                  sums={"loss_sum": 0.0, "correct": 0, "seen": 0, "hidden_spikes": 0},
+                                  info=info, placement=placement, learner=learner)
         if progress is not None:
             progress({"epoch": epoch + 1, "epochs": cfg.epochs, "done": True, **asdict(history[-1])})
     wall = time.perf_counter() - t_start
-    samples = cfg.epochs * cfg.n_train
     return {
         "task": "yinyang",
         "learning": cfg.learning,
@@ -182,6 +230,7 @@ async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | N
         "test_accuracy_per_epoch": [h.test_accuracy for h in history],
         "wall_s": wall,
         "samples_per_s": samples / wall,
+        "resumed_from": None if resume is None else {"epoch": resume.epoch, "batch": resume.batch},
         "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / cfg.n_hidden),
         "quantisation": asdict(placement.report),
         "config": {k: v for k, v in asdict(cfg).items()},

@@ -172,8 +172,13 @@ def decode_body(body: bytes | bytearray | memoryview) -> Message:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    """repr of a received value, cut short: a peer must not fill our logs through an error text."""
-    text = repr(value)
+    """repr of a received value, cut short: a peer must not fill our logs through an error text.
+    A value nested deeper than Python's recursion limit (msgpack unpacks up to 1024 levels) is
+    named by its type only (benchmarks/fuzz_decoder.py found repr failing on those)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -38,6 +38,10 @@ __all__ = [
     "LearnResult",
     "Error",
     "Shutdown",
+    "ReadLearnerState",
+    "WriteLearnerState",
+    "LearnerState",
+    "LinkFrame",
 ]
 
 PROTOCOL_VERSION = 1
@@ -425,3 +429,76 @@ class Shutdown(Message):
 
     TAG: ClassVar[str] = "shutdown"
     reason: str = ""
+
+
+@_frozen
+class ReadLearnerState(Message):
+    """Ask the plasticity processor for its learner state (for a checkpoint); answered by
+    LearnerState with the same request_id, in order with the learning jobs sent before it."""
+
+    TAG: ClassVar[str] = "read_learner_state"
+    request_id: int
+
+
+@_frozen
+class WriteLearnerState(Message):
+    """Restore the plasticity processor's learner state (resuming from a checkpoint); answered by
+    Ack. step: optimiser steps taken so far. shadow: float64[s, n] the learner's signed weights in
+    weight-code units, at the PPU's precision (finer than the 6-bit array); adam_m, adam_v:
+    float64[s, n] the optimiser's first and second moments. Sources s and model neurons n as in
+    Gradients."""
+
+    TAG: ClassVar[str] = "write_learner_state"
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {
+        "shadow": ("float64", 2),
+        "adam_m": ("float64", 2),
+        "adam_v": ("float64", 2),
+    }
+    request_id: int
+    step: int
+    shadow: np.ndarray
+    adam_m: np.ndarray
+    adam_v: np.ndarray
+
+    def _check(self) -> None:
+        if self.step < 0:
+            self._fail("step", f"must be >= 0, got {self.step}")
+        for name in ("adam_m", "adam_v"):
+            if getattr(self, name).shape != self.shadow.shape:
+                self._fail(name, f"shape {getattr(self, name).shape} differs from shadow shape {self.shadow.shape}")
+
+
+@_frozen
+class LearnerState(WriteLearnerState):
+    """The answer to ReadLearnerState: the learner state as the PPU holds it."""
+
+    TAG: ClassVar[str] = "learner_state"
+
+
+@_frozen
+class LinkFrame(Message):
+    """Envelope of the reliable host link (HostARQ-like; docs/faults.md). It carries one frame of
+    the layer above and acknowledges the other direction.
+
+    seq: sequence number of the enclosed frame, modulo the link's sequence space (-1: none, a pure
+    acknowledgement). ack: the next sequence number the sender of the envelope expects (every
+    frame before it has arrived). sack: uint8[k] bitmap of frames after ack that have arrived
+    too (bit i of byte j stands for ack + 1 + 8 j + i). payload: uint8[n] the enclosed frame,
+    frame header and CRC included."""
+
+    TAG: ClassVar[str] = "link_frame"
+    ARRAYS: ClassVar[dict[str, tuple[str, int]]] = {"payload": ("uint8", 1), "sack": ("uint8", 1)}
+    seq: int
+    ack: int
+    payload: np.ndarray
+    sack: np.ndarray
+
+    def _check(self) -> None:
+        if self.seq < -1:
+            self._fail("seq", f"must be >= -1, got {self.seq}")
+        if self.ack < 0:
+            self._fail("ack", f"must be >= 0, got {self.ack}")
+        if self.seq == -1 and self.payload.size:
+            self._fail("payload", f"a pure acknowledgement (seq -1) carries no frame, got {self.payload.size} bytes")
+        if self.sack.shape[0] > 32:
+            self._fail("sack", f"bitmap of {self.sack.shape[0]} bytes exceeds 32 (256 frames)")

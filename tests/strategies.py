@@ -201,6 +201,26 @@ def _error(draw, max_n: int) -> dict:
     return {"fault": draw(st.sampled_from(FAULTS))}
 
 
+@st.composite
+def _learner_state(draw, max_n: int) -> dict:
+    s, n = draw(st.integers(0, min(max_n, MAX_SIDE))), draw(st.integers(0, min(max_n, MAX_SIDE)))
+    return {
+        "step": draw(st.integers(0, INT_MAX)),
+        **{name: draw(array_strategy("float64", 2, shape=(s, n))) for name in ("shadow", "adam_m", "adam_v")},
+    }
+
+
+@st.composite
+def _link_frame(draw, max_n: int) -> dict:
+    seq = draw(st.integers(-1, INT_MAX))
+    return {
+        "seq": seq,
+        "ack": draw(st.integers(0, INT_MAX)),
+        "payload": draw(array_strategy("uint8", 1, max_n=0 if seq == -1 else max_n)),
+        "sack": draw(array_strategy("uint8", 1, max_n=min(max_n, 32))),
+    }
+
+
 _RELATED: dict[str, Callable[[int], st.SearchStrategy[dict]]] = {
     "hello": _hello,
     "configure_neurons": _configure_neurons,
@@ -214,6 +234,9 @@ _RELATED: dict[str, Callable[[int], st.SearchStrategy[dict]]] = {
     "configure_learning": _configure_learning,
     "train_step": _train_step,
     "error": _error,
+    "write_learner_state": _learner_state,
+    "learner_state": _learner_state,
+    "link_frame": _link_frame,
 }
 
 

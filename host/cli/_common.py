@@ -16,7 +16,7 @@ from ...chip._mismatch import MismatchSpec
 from .._report import traffic_table
 
 __all__ = ["VERSION", "common_parser", "configure_logging", "system_config", "final_weights", "print_traffic",
-           "board_session", "open_job_system", "board_fields"]
+           "board_session", "open_job_system", "board_fields", "link_wrapping", "fault_fields"]
 
 VERSION = "0.1.0"
 
@@ -39,7 +39,22 @@ def common_parser() -> argparse.ArgumentParser:
                         help="use the board served there (`neurosplit chip serve`) instead of one in this process")
     common.add_argument("--board-timeout", type=float, default=60.0, metavar="S",
                         help="seconds a --board may stay silent while a reply is awaited (default 60)")
+    common.add_argument("--faults", type=_faults_type, metavar="SPEC|FILE",
+                        help="inject faults, e.g. 'host:drop=0.01,dup=0.01,reorder=0.01,corrupt=0.001;chip:drop=0.001' "
+                             "or a .toml/.json file (docs/faults.md); host-link faults turn on reliable delivery")
+    common.add_argument("--reliable", action="store_true",
+                        help="reliable delivery (HostARQ-like) on the host link even without faults")
+    common.add_argument("--link-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds frames may stay unacknowledged on the reliable host link before the run "
+                             "stops (default 10)")
     return common
+
+
+def _faults_type(text: str) -> dict:
+    try:
+        return actors.parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Given(argparse.Action):
@@ -95,9 +110,11 @@ async def open_job_system(args):
     board's: a --chip-seed given with --board must match it)."""
     config = system_config(args)
     if not getattr(args, "board", None):
-        async with actors.open_system(config) as system:
+        async with actors.open_system(config, wrap=link_wrapping(args).wrap) as system:
             yield system
         return
+    if getattr(args, "faults", None) or getattr(args, "reliable", False):
+        raise ValueError("--faults and --reliable work on a board in this process, not with --board")
     async with actors.connect_board(args.board, config, timeout_s=args.board_timeout) as system:
         if "chip_seed" in getattr(args, "given", ()) and system.chip_seed != args.chip_seed:
             raise ValueError(f"--chip-seed {args.chip_seed} does not match the board at {args.board}, which is chip "
@@ -110,6 +127,28 @@ def board_fields(args, system) -> dict:
     if not getattr(args, "board", None):
         return {}
     return {"chip_seed": system.chip_seed, "board": args.board}
+
+
+def link_wrapping(args) -> actors.LinkWrapping:
+    """Fault injection and reliable delivery under the job's links, from --faults, --reliable and
+    --link-timeout (made once per job: its counters are read back by fault_fields)."""
+    if getattr(args, "_link_wrapping", None) is None:
+        faults = getattr(args, "faults", None) or {}
+        host_loses = "host" in faults and faults["host"].loses_frames
+        reliable = False
+        if getattr(args, "reliable", False) or host_loses:
+            reliable = actors.ReliableConfig(link_timeout_s=getattr(args, "link_timeout", 10.0))
+        args._link_wrapping = actors.wrap_links(faults, seed=args.seed, reliable=reliable)
+    return args._link_wrapping
+
+
+def fault_fields(args) -> dict:
+    """Report fields: what the fault injection did (``faults``) and what reliable delivery repaired
+    (``reliable``), when either was on."""
+    wrapping = getattr(args, "_link_wrapping", None)
+    if wrapping is None:
+        return {}
+    return {k: v for k, v in wrapping.statistics().items() if v}
 
 
 async def final_weights(system: actors.System) -> np.ndarray:

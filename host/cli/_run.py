@@ -10,7 +10,7 @@ from ...chip import GENERIC_TARGETS, NEURON_LABEL_BASE
 from ...protocol import TICKS_PER_US
 from .._network import feedforward, place
 from .._report import spikes_sha256, weights_sha256
-from ._common import board_fields, final_weights, open_job_system, print_traffic
+from ._common import board_fields, fault_fields, final_weights, open_job_system, print_traffic
 
 NAME = "run"
 HELP = "play Poisson spike trains through a small network"
@@ -49,7 +49,7 @@ async def job(args) -> dict:
             "samples": args.samples, "trial_us": args.trial_us, "n_hidden": args.hidden,
             "spikes_sha256": spikes_sha256(rt, rl, rs), "weights_sha256": weights_sha256(weights),
             "spike_counts": counts.tolist(), "traffic": traffic, "dropped": dropped,
-            "quantisation": placement.report.__dict__, **board_fields(args, system)}
+            "quantisation": placement.report.__dict__, **board_fields(args, system), **fault_fields(args)}
 
 
 def summary(report: dict) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from ... import actors
 from .._report import Progress, host_link_bytes, weights_sha256
+from .._checkpoint import Checkpointer, load_checkpoint
 from .._surrogate import SurrogateConfig
 from .._tasks import TASKS
 from .._training import LEARNING_SCHEMES, TrainConfig, train
-from ._common import board_fields, final_weights, open_job_system, print_traffic
+from ._common import board_fields, board_session, fault_fields, final_weights, open_job_system, print_traffic
 
 DEMO_EPOCHS = 5
 
@@ -22,6 +25,14 @@ def add_train_arguments(p, *, epochs_default=None) -> None:
     p.add_argument("--n-train", type=int)
     p.add_argument("--n-test", type=int)
     p.add_argument("--hidden", type=int)
+    p.add_argument("--checkpoint", nargs="?", const="", default=None, metavar="DIR",
+                   help="write checkpoints into DIR (without DIR: beside the report, REPORT.ckpt/) at the end of "
+                        "each epoch and every --checkpoint-every batches")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also checkpoint after every N batches (default: only at the end of each epoch)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in the --checkpoint directory; ends bit-identical to an "
+                        "uninterrupted run")
 
 
 def train_config(args) -> TrainConfig | SurrogateConfig:
@@ -38,17 +49,52 @@ def train_config(args) -> TrainConfig | SurrogateConfig:
     return replace(cfg, **{k: v for k, v in fields.items() if v is not None})
 
 
+def checkpoint_dir(args) -> Path | None:
+    """--checkpoint DIR, or beside the report (REPORT.ckpt/, else ./neurosplit.ckpt/) when --checkpoint
+    or --resume comes without DIR; None when neither was given."""
+    given = getattr(args, "checkpoint", None)
+    if given is None and not getattr(args, "resume", False):
+        return None
+    if given:
+        return Path(given)
+    return Path(args.report).with_suffix(".ckpt") if args.report else Path("neurosplit.ckpt")
+
+
+def checkpointing(args):
+    """(Checkpointer or None, state to resume from or None) for a training job."""
+    directory = checkpoint_dir(args)
+    if directory is None:
+        return None, None
+    if getattr(args, "checkpoint_every", 0) < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    session = {k: v for k, v in board_session(args).items() if k != "link_buffer"}  # buffers never change results
+    ckpt = Checkpointer(directory, every_batches=getattr(args, "checkpoint_every", 0),
+                        fingerprint={"chip_seed": args.chip_seed, **{f"board.{k}": v for k, v in session.items()}})
+    return ckpt, (load_checkpoint(directory) if args.resume else None)
+
+
 async def train_job(args) -> dict:
     cfg = train_config(args)
-    async with open_job_system(args) as system:
-        report = await train(system.host, cfg, progress=Progress())
-        weights = await final_weights(system)
-        traffic, dropped = system.traffic(), system.dropped()
+    ckpt, resume = checkpointing(args)
+    try:
+        async with open_job_system(args) as system:
+            report = await train(system.host, cfg, progress=Progress(), checkpoint=ckpt, resume=resume)
+            weights = await final_weights(system)
+            traffic, dropped = system.traffic(), system.dropped()
+    except BaseException:
+        if ckpt is not None and ckpt.last is not None:
+            print(f"\nneurosplit: training stopped; last checkpoint: {ckpt.describe()}; continue with --resume",
+                  file=sys.stderr)
+        raise
+    report.update(fault_fields(args))
+    if ckpt is not None:
+        report["checkpoint"] = {"dir": str(ckpt.directory), "written": ckpt.written,
+                                "every_batches": ckpt.every_batches}
     report["traffic"] = traffic
     report["dropped"] = dropped
     report["weights_sha256"] = weights_sha256(weights)
     report.update(board_fields(args, system))
-    report["host_link_bytes_per_sample"] = host_link_bytes(traffic) / report["_training_samples"]
+    report["host_link_bytes_per_sample"] = host_link_bytes(traffic) / max(report["_training_samples"], 1)
     if report["learning"] == "on-chip-eventprop":
         report["ppu_memory_bytes"] = actors.PPU_MEMORY_BYTES
     return report
