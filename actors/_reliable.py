@@ -11,9 +11,9 @@ the catalogue, so the envelope is a valid frame with its own CRC) carrying:
 - ``ack`` and ``sack``: the next sequence number this end expects (cumulative) and a bitmap of the
   frames after it that it already holds (selective), piggybacked on data or sent alone.
 
-The receiver keeps frames that arrive early (at most ``window``), discards duplicates and frames
-that fail to decode (a CRC mismatch is a loss, repaired by retransmission), and re-acknowledges
-duplicates so that a lost acknowledgement is repaired too.
+The receiver keeps frames that arrive early (at most ``window`` frames and ``max_early_bytes``),
+discards duplicates and frames that fail to decode (a CRC mismatch is a loss, repaired by
+retransmission), and re-acknowledges duplicates so that a lost acknowledgement is repaired too.
 
 No task of its own: the actor's pump always waits in ``receive_frame``, and while it waits a
 control loop in the same call sends acknowledgements and retransmissions and watches the link
@@ -61,7 +61,9 @@ class ReliableConfig:
     numbers on the wire; 2**seq_bits must be >= 2 * window. rto_s: first retransmission timeout,
     doubled per retry up to max_rto_s. ack_delay_s: how long an acknowledgement waits for data to
     ride on, or for more frames to acknowledge at once (HostARQ: 500 us). link_timeout_s: unacknowledged this long, the link is
-    declared down. max_frame_bytes: largest frame of the layer above."""
+    declared down. max_frame_bytes: largest frame of the layer above. max_early_bytes: most bytes
+    of frames held for a gap to close; beyond it an early frame is dropped (it comes again), so a
+    peer cannot make this end hold more."""
 
     window: int = 128
     seq_bits: int = 16
@@ -70,6 +72,7 @@ class ReliableConfig:
     ack_delay_s: float = 0.001
     link_timeout_s: float = 10.0
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    max_early_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 2 <= self.seq_bits <= 32:
@@ -83,6 +86,8 @@ class ReliableConfig:
             raise ValueError(f"max_rto_s must be >= rto_s ({self.rto_s}), got {self.max_rto_s}")
         if not 0 <= self.ack_delay_s < self.rto_s:
             raise ValueError(f"ack_delay_s must lie in [0, rto_s = {self.rto_s}), got {self.ack_delay_s}")
+        if self.max_early_bytes < 0:
+            raise ValueError(f"max_early_bytes must be >= 0, got {self.max_early_bytes}")
         if not self.link_timeout_s > 0:
             raise ValueError(f"link_timeout_s must be > 0, got {self.link_timeout_s}")
 
@@ -93,7 +98,8 @@ class ReliableStats:
     retransmissions; acks_sent: pure acknowledgements; wire_frames, wire_bytes: envelopes sent,
     all included; delivered: frames handed up; duplicates_discarded, out_of_order (held until the
     gap closed), corrupt_discarded (failed to decode: CRC), invalid_discarded (not an envelope,
-    or out of range); peak_in_flight: most frames unacknowledged at once; stalls: times this end's
+    or out of range), early_discarded (would have exceeded max_early_bytes); peak_in_flight:
+    most frames unacknowledged at once; stalls: times this end's
     own event loop stood still longer than a timeout (not blamed on the link)."""
 
     data_frames: int = 0
@@ -106,6 +112,7 @@ class ReliableStats:
     out_of_order: int = 0
     corrupt_discarded: int = 0
     invalid_discarded: int = 0
+    early_discarded: int = 0
     peak_in_flight: int = 0
     stalls: int = 0
 
@@ -147,6 +154,7 @@ class ReliableTransport:
         # receiver
         self._expected = 0
         self._early: dict[int, bytes] = {}
+        self._early_bytes = 0
         self._ready: deque[bytes] = deque()
         self._ack_due = False
         self._ack_at = 0.0
@@ -281,10 +289,19 @@ class ReliableTransport:
             self.stats.duplicates_discarded += 1
             return
         if offset:
+            if self._early_bytes + payload.nbytes > self.config.max_early_bytes:
+                self.stats.early_discarded += 1  # as if lost: the sender sends it again
+                return
             self.stats.out_of_order += 1
-        self._early[seq] = payload.tobytes()
+            self._early[seq] = payload.tobytes()
+            self._early_bytes += payload.nbytes
+            return
+        self._ready.append(payload.tobytes())
+        self._expected += 1
         while self._expected in self._early:
-            self._ready.append(self._early.pop(self._expected))
+            frame = self._early.pop(self._expected)
+            self._early_bytes -= len(frame)
+            self._ready.append(frame)
             self._expected += 1
 
     # -- timers ------------------------------------------------------------------------------

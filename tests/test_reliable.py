@@ -118,6 +118,21 @@ async def test_frames_that_are_not_envelopes_are_discarded_not_delivered(autojum
     assert rb.stats.corrupt_discarded == 2 and rb.stats.invalid_discarded == 2
 
 
+async def test_a_peer_cannot_make_an_end_hold_more_than_its_byte_budget(autojump_clock):
+    a, b = memory_transport_pair(16)
+    rb = ReliableTransport(b, ReliableConfig(max_early_bytes=100), "board side")
+
+    def env(seq):
+        return encode(LinkFrame(seq=seq, ack=0, payload=np.full(50, seq, np.uint8), sack=np.zeros(0, np.uint8)))
+
+    for seq in (1, 2, 3, 0, 3):  # 3 finds the budget full and is dropped; the sender's retry gets through
+        await a.send_frame(env(seq))
+    with trio.fail_after(5):
+        got = [await rb.receive_frame() for _ in range(4)]
+    assert got == [bytes([k]) * 50 for k in range(4)]
+    assert rb.stats.early_discarded == 1 and rb.stats.out_of_order == 2
+
+
 async def test_a_cut_longer_than_the_timeout_names_the_last_confirmed_frame(autojump_clock):
     config = ReliableConfig(link_timeout_s=2.0)
     # the link dies after the third frame down and stays dead far beyond the timeout
