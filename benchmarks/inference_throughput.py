@@ -62,8 +62,7 @@ def _batches(cfg: TrainConfig, net, n: int, batch: int):
 
 
 async def _pipeline(args, cfg, net, placement, batches, weights) -> dict:
-    core = CoreConfig(mismatch=MismatchSpec(), calibrate=args.calibrate, threads=args.threads) \
-        if "threads" in CoreConfig.__dataclass_fields__ else CoreConfig(mismatch=MismatchSpec(), calibrate=args.calibrate)
+    core = CoreConfig(mismatch=MismatchSpec(), calibrate=args.calibrate, threads=args.threads)
     config = SystemConfig(seed=args.seed, chip_seed=args.chip_seed, window=args.window, link_buffer=args.link_buffer,
                           core=core)
     profiler = Profiler(detailed=True) if args.profile else None
@@ -113,8 +112,7 @@ async def _pipeline(args, cfg, net, placement, batches, weights) -> dict:
 
 def _core_only(args, cfg, placement, batches, weights) -> dict:
     """The same runs through chip.AnalogCore directly: what the actors and the protocol add to."""
-    kw = {"threads": args.threads} if "threads" in CoreConfig.__dataclass_fields__ else {}
-    core = AnalogCore(CoreConfig(mismatch=MismatchSpec(), calibrate=args.calibrate, **kw),
+    core = AnalogCore(CoreConfig(mismatch=MismatchSpec(), calibrate=args.calibrate, threads=args.threads),
                       chip_seed=args.chip_seed, seed=args.seed)
     core.configure_neurons(placement.neurons)
     core.configure_rows(placement.rows)

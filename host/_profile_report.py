@@ -185,23 +185,28 @@ def compare_text(compare: dict) -> str:
     """The scheme comparison as aligned text, with the ratios of up-link information."""
     rows = compare["schemes"]
     out = [f"host-link traffic per scheme ({compare['task']}, seed {compare['seed']}, {compare['epochs']} epoch(s), "
-           f"{compare['n_train']} training samples per epoch, batch {compare['batch_size']})",
-           _table(rows, [("learning", "scheme", 18, 0), ("train_bytes_per_gradient", "B/grad", 11, 0),
+           f"{compare['n_train']} training samples per epoch)",
+           _table(rows, [("learning", "scheme", 18, 0), ("samples_per_gradient", "batch", 6, 0),
+                         ("train_bytes_per_gradient", "B/grad", 11, 0),
                          ("train_up_bytes_per_gradient", "up B/grad", 11, 0),
                          ("train_down_bytes_per_gradient", "down B/grad", 12, 0),
                          ("train_messages_per_gradient", "msgs/grad", 10, 1),
                          ("train_bytes_per_sample", "B/sample", 10, 1),
                          ("train_up_bytes_per_sample", "up B/smp", 10, 1),
+                         ("up_spike_events_per_sample", "up spk/smp", 11, 1),
+                         ("up_membrane_values_per_sample", "up V/smp", 9, 1),
+                         ("up_hardware_format_bytes_per_sample", "hw B/smp", 9, 1),
                          ("eval_bytes_per_sample", "eval B/smp", 11, 1),
-                         ("test_accuracy", "test acc", 9, 3), ("wall_s", "wall s", 8, 1)])]
+                         ("test_accuracy", "test acc", 9, 3), ("train_wall_s", "train s", 8, 1),
+                         ("wall_s", "job s", 7, 1)])]
     for line in compare.get("ratios", []):
         out.append(line["text"])
     return "\n".join(out)
 
 
 def plot_compare(compare: dict, out_dir: str | os.PathLike) -> list[Path] | str:
-    """compare.png: host-link bytes per gradient estimate (up and down) and per-link traffic per
-    training sample for each scheme; a message if matplotlib is missing."""
+    """compare.png: host-link bytes per training sample (down, up, up re-counted in hardware formats)
+    and per-link traffic per training sample for each scheme; a message if matplotlib is missing."""
     plt = _pyplot()
     if plt is None:
         return NO_MATPLOTLIB
@@ -212,16 +217,17 @@ def plot_compare(compare: dict, out_dir: str | os.PathLike) -> list[Path] | str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     xs = range(len(rows))
-    for off, key, label in ((-0.2, "train_down_bytes_per_gradient", "down (to the chip)"),
-                            (0.2, "train_up_bytes_per_gradient", "up (to the host)")):
-        vals = [max(r[key], 1) for r in rows]
-        ax.bar([x + off for x in xs], vals, width=0.4, label=label)
+    for off, key, label in ((-0.27, "train_down_bytes_per_sample", "down (to the chip)"),
+                            (0.0, "train_up_bytes_per_sample", "up (to the host)"),
+                            (0.27, "up_hardware_format_bytes_per_sample", "up, in hardware formats")):
+        vals = [max(r.get(key, 0), 1) for r in rows]
+        ax.bar([x + off for x in xs], vals, width=0.27, label=label)
         for x, v in zip(xs, vals):
             ax.annotate(f"{v:,.0f}", (x + off, v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(list(xs), names, rotation=15)
+    ax.set_xticks(list(xs), [f"{n}\n(batch {r.get('samples_per_gradient', 0):.0f})" for n, r in zip(names, rows)])
     ax.set_yscale("log")
-    ax.set_ylabel("host-link bytes per gradient estimate")
-    ax.set_title("host link, training")
+    ax.set_ylabel("host-link bytes per training sample")
+    ax.set_title("host link during training")
     ax.legend(fontsize=8)
     ax = axes[1]
     links = sorted({link for r in rows for link in r.get("link_bytes_per_training_sample", {})})

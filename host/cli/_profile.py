@@ -111,6 +111,9 @@ class _Meter:
         self.runs = dict.fromkeys(self.PHASES, 0)
         self.samples = dict.fromkeys(self.PHASES, 0)
         self.wall_s = dict.fromkeys(self.PHASES, 0.0)
+        # what the results carried, counted from the messages (not the bytes): per phase
+        self.content = {p: {"input_events_down": 0, "spike_events_up": 0, "membrane_values_up": 0,
+                            "trace_values_up": 0} for p in self.PHASES}
         self._snap = self._take()
         self._t = perf_counter()
 
@@ -153,9 +156,16 @@ class _MeteredBoard:
         meter = self._meter
         if meter.phase == "setup":
             meter.switch("train")
-        meter.runs[meter.phase] += 1
-        meter.samples[meter.phase] += int(kwargs.get("n_samples", 0))
-        return await self._host.run(*args, **kwargs)
+        phase = meter.phase
+        meter.runs[phase] += 1
+        meter.samples[phase] += int(kwargs.get("n_samples", 0))
+        result = await self._host.run(*args, **kwargs)
+        content = meter.content[phase]
+        content["input_events_down"] += int(len(args[0])) if args else 0
+        content["spike_events_up"] += sum(b.n_events() for b in getattr(result, "spikes", []))
+        content["membrane_values_up"] += sum(int(m.adc_lsb.size) for m in getattr(result, "membrane", []))
+        content["trace_values_up"] += sum(int(t.adc_lsb.size) for t in getattr(result, "traces", []))
+        return result
 
 
 def _per(value: float, n: int) -> float:
@@ -175,6 +185,13 @@ async def _compare_one(args, scheme: str) -> dict:
     train_down, train_up = meter.totals["train"]["down"], meter.totals["train"]["up"]
     grads, samples = meter.runs["train"], meter.samples["train"]
     eval_bytes = sum(meter.totals["eval"][d][1] for d in ("down", "up"))
+    content = meter.content["train"]
+    # the same content in the hardware's own formats: a spike event as a 16-bit label and an
+    # 8-bit timestamp (bss2_facts.md §3), a CADC value as 8 bits, an MADC value as 10 (2 bytes)
+    # (every other message, control and results, at its bytes as sent)
+    other_up = sum(b for tag, b in meter.by_type["train"]["up"].items()
+                   if tag not in ("spike_batch", "membrane_samples", "neuron_trace"))
+    hw_up = 3 * content["spike_events_up"] + content["membrane_values_up"] + 2 * content["trace_values_up"] + other_up
     return {
         "learning": scheme,
         "test_accuracy": report["test_accuracy"],
@@ -186,6 +203,10 @@ async def _compare_one(args, scheme: str) -> dict:
         "samples_per_s": report["samples_per_s"],
         "gradient_estimates": grads,
         "training_samples": samples,
+        "samples_per_gradient": _per(samples, grads),
+        "up_spike_events_per_sample": _per(content["spike_events_up"], samples),
+        "up_membrane_values_per_sample": _per(content["membrane_values_up"] + content["trace_values_up"], samples),
+        "up_hardware_format_bytes_per_sample": _per(hw_up, samples),
         "train_bytes_per_gradient": _per(train_down[1] + train_up[1], grads),
         "train_down_bytes_per_gradient": _per(train_down[1], grads),
         "train_up_bytes_per_gradient": _per(train_up[1], grads),
@@ -216,8 +237,12 @@ def _ratios(rows: list[dict]) -> list[dict]:
             out.append({"numerator": a, "denominator": b, "key": key, "ratio": value,
                         "text": f"{what}: {a} / {b} = {by[a][key]:,.0f} / {by[b][key]:,.0f} = {value:.1f}x"})
 
+    ratio("host-surrogate", "host-eventprop", "train_up_bytes_per_sample",
+          "up-link bytes per training sample, dense membrane samples vs spike times")
+    ratio("host-surrogate", "host-eventprop", "up_hardware_format_bytes_per_sample",
+          "the same content in hardware formats (3 B per spike event, 1 B per CADC value)")
     ratio("host-surrogate", "host-eventprop", "train_up_bytes_per_gradient",
-          "up-link bytes per gradient, dense membrane samples vs spike times")
+          "up-link bytes per gradient estimate (batch sizes may differ)")
     ratio("host-surrogate", "host-eventprop", "train_bytes_per_gradient", "host-link bytes per gradient (both ways)")
     ratio("host-eventprop", "on-chip-eventprop", "train_bytes_per_gradient",
           "host-link bytes per gradient, EventProp on the host vs on chip")
@@ -264,7 +289,10 @@ class Compare:
                 "gradient estimate": "one training run (batch) whose gradient updates the weights",
                 "train_*": "host-link frames (headers included) sent or received during training runs and the "
                            "weight writes that follow them; not setup (configuration, first weights) or evaluation",
-                "up": "board -> host", "down": "host -> board"}}}
+                "up": "board -> host", "down": "host -> board",
+                "up_hardware_format_bytes_per_sample": "what came up per training sample, re-counted at 3 bytes per "
+                                                       "spike event (16-bit label, 8-bit timestamp) and 1 byte per "
+                                                       "CADC value (2 per MADC value); other messages at their bytes"}}}
 
     @staticmethod
     def summary(report: dict) -> None:
