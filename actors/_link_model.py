@@ -33,7 +33,8 @@ section of the FPGA. So whether the lanes' queue overflows depends only on that 
 (the router's chunks, the core's replies), never on other runs or on scheduling, and drops are
 as deterministic as the spikes. Everything else (and every frame of other links) is on the link
 direction's own timeline, in ticks since the system started; there a run's origin is the arrival
-of the last down frame of its program (RunRequest, then playback) on that link. The host-link
+of the last down frame of its program (RunRequest, then playback) on that link, or the end of the
+run before it if that is later (the board runs one run at a time, in the order they arrived). The host-link
 times follow what the host had received before it sent, which is deterministic for a job that
 waits for each result (training, evaluation); with several runs in flight they may vary with
 scheduling, but the host link is reliable and never drops, so results still cannot.
@@ -280,12 +281,18 @@ class LinkTimeline:
         self._run_wires: dict[tuple[str, int], _Wire] = {}  # streamed links: (direction, run) -> wire
         if keep_series:
             self.keep_series()
-        self._origin: dict[int, int] = {}  # run_id -> arrival of the run's program (main timeline)
+        self._origin: dict[int, int] = {}  # run_id -> when the run starts on the far side (main timeline)
         self._run_end: dict[int, int] = {}  # run_id -> n_samples * sample_ticks
+        self._board_free = 0  # the far side runs one run at a time: when the last run scheduled ends
+        self._last_run: int | None = None
         self._request_arrival: dict[int, int] = {}  # request_id -> arrival of the request
         self._hello_arrival: dict[str, int] = {}  # direction -> arrival of the last Hello sent that way
         self._dropped_by_run: dict[int, dict[str, int]] = {}
         self.dropped_total: dict[str, int] = {}
+
+    def origin_ticks(self, run_id: int) -> int | None:
+        """When run ``run_id`` starts on the far side, on this link's timeline (None: not known here)."""
+        return self._origin.get(run_id)
 
     def keep_series(self) -> None:
         """Also keep (send_ticks, queued, on a run's timeline) of every frame (profiling)."""
@@ -398,10 +405,16 @@ class LinkTimeline:
 
     def _remember(self, direction: str, msg: Message, arrival: int, run_time: bool) -> None:
         if isinstance(msg, RunRequest):
-            self._origin[msg.run_id] = arrival
-            self._run_end[msg.run_id] = msg.n_samples * msg.sample_ticks
+            origin = max(arrival, self._board_free)  # runs execute one after another
+            self._origin[msg.run_id] = origin
+            self._run_end[msg.run_id] = end = msg.n_samples * msg.sample_ticks
+            self._board_free, self._last_run = origin + end, msg.run_id
         elif isinstance(msg, SpikeBatch) and direction == "down" and not run_time and msg.run_id in self._origin:
-            self._origin[msg.run_id] = max(self._origin[msg.run_id], arrival)  # the program is complete
+            late = arrival - self._origin[msg.run_id]  # the run starts once its program is complete
+            if late > 0:
+                self._origin[msg.run_id] = arrival
+                if self._last_run == msg.run_id:
+                    self._board_free += late
         elif isinstance(msg, (WriteWeights, ReadWeights)) and not isinstance(msg, Weights):
             self._request_arrival[msg.request_id] = arrival
         elif isinstance(msg, Hello):

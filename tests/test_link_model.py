@@ -60,6 +60,23 @@ async def test_frames_serialise_and_a_reply_leaves_after_its_request_arrived():
     assert link.timeline.counters["up"].received_arrival_ticks == b1 + b2 + 250 + len(encode(ack)) + 250
 
 
+async def test_runs_start_one_after_another_and_results_leave_after_their_samples_ran():
+    model = LinkModel(bandwidth_bytes_per_s=125e6, latency_us=1.0)  # one byte per tick, 125 ticks latency
+    link = open_link("host", buffer=8, model=model)
+    for run_id in (0, 1):
+        await link.a.send(RunRequest(run_id=run_id, n_samples=2, sample_ticks=50_000))
+    r0, r1 = link.timeline.origin_ticks(0), link.timeline.origin_ticks(1)
+    assert r0 == len(encode(RunRequest(run_id=0, n_samples=2, sample_ticks=50_000))) + 125  # its arrival
+    assert r1 == r0 + 100_000  # the board is busy with run 0 until then
+    spikes = SpikeBatch(run_id=1, t_ticks=[10, 70_000], label=[1, 2], sample=[0, 1], horizon_ticks=100_000)
+    await link.b.send(spikes)
+    up = link.timeline.counters["up"]
+    # sent when its horizon has passed on the board (r1 + 100_000), then its bytes and the latency
+    assert up.latency_sum_ticks == len(encode(spikes)) + 125
+    await link.a.receive()  # (the two RunRequests are still queued towards b; this end got the spikes)
+    assert up.received_arrival_ticks == r1 + 100_000 + len(encode(spikes)) + 125
+
+
 async def test_a_streamed_batch_arrives_after_its_last_event_or_its_transmission():
     model = LinkModel(event_rate_per_s=125e6, latency_us=1.0, streams_in_time=True, queue_depth=4, lossy=True)
     link = open_link("chip", buffer=8, model=model)  # one event per tick
