@@ -57,8 +57,8 @@ DEFAULTS = dict(
     tau0_us=1.0, tau1_us=6.0, alpha=3e-3,  # ttfs
     t_early_us=0.0, t_late_us=12.0, t_bias_us=0.0, t_end_us=30.0,
     init_hidden=(20.0, 15.0), init_out=(20.0, 10.0),  # mean, sd of the initial codes
-    grad_clip=0.0, denom_min_lsb=DENOM_MIN_LSB, mismatch=True, chip_seed=1234, tau_cv=0.05, v_th_sigma_lsb=3.0, gain_cv=0.05,
-    train_size=5000, test_size=1000, merge_duplicates=True,
+    adam_eps=1e-8, grad_clip=0.0, denom_min_lsb=DENOM_MIN_LSB, mismatch=True, chip_seed=1234, tau_cv=0.05, v_th_sigma_lsb=3.0, gain_cv=0.05,
+    train_size=5000, test_size=1000, merge_duplicates=True, quantise=True,
 )
 
 
@@ -99,7 +99,9 @@ class Net:
         self.enc = dict(t_early_us=cfg["t_early_us"], t_late_us=cfg["t_late_us"], t_bias_us=cfg["t_bias_us"])
 
     def quantised(self) -> np.ndarray:
-        return np.clip(np.round(self.codes), -CODE_MAX, CODE_MAX) * self.mask
+        """The codes the forward uses: rounded 6-bit codes (``quantise``), or the float shadow codes."""
+        codes = np.round(self.codes) if self.cfg["quantise"] else self.codes
+        return np.clip(codes, -CODE_MAX, CODE_MAX) * self.mask
 
     def weights(self):
         """(forward w_lsb on the chip, nominal w_lsb for the sweep), merged over duplicates if enabled."""
@@ -137,7 +139,8 @@ def evaluate(net: Net, loss_fn, x, y, t_end_us):
     spikes = simulate_events(w_fw, net.fw_params, it, src, smp, len(y), t_end_us).spikes
     res = loss_fn(spikes, y, len(y))
     hidden_spikes = np.count_nonzero(spikes.neuron < net.h) / (len(y) * net.h)
-    return float(res.correct.mean()), res.loss, hidden_spikes
+    label_silent = float(np.isinf(res.first_t_us[np.arange(len(y)), y]).mean())
+    return float(res.correct.mean()), res.loss, hidden_spikes, label_silent
 
 
 def train(cfg: dict, seed: int, data, *, verbose: bool = True) -> dict:
@@ -149,7 +152,7 @@ def train(cfg: dict, seed: int, data, *, verbose: bool = True) -> dict:
     t_end = cfg["t_end_us"]
     lr = cfg["lr"]
     hist = dict(train_accuracy=[], train_loss=[], test_accuracy=[], test_loss=[], n_grazing=[], wall_s=[],
-                spikes_per_hidden_neuron=[])
+                spikes_per_hidden_neuron=[], test_label_silent=[])
     t0 = time.perf_counter()
     for epoch in range(cfg["epochs"]):
         perm = rng.permutation(len(y_tr))
@@ -165,14 +168,14 @@ def train(cfg: dict, seed: int, data, *, verbose: bool = True) -> dict:
             g = net.code_grad(adj.grad_w)
             if cfg["grad_clip"] > 0:
                 g = np.clip(g, -cfg["grad_clip"], cfg["grad_clip"])
-            net.codes, state = adam_step(net.codes, g, state, lr=lr)
+            net.codes, state = adam_step(net.codes, g, state, lr=lr, eps=cfg["adam_eps"])
             # shadow codes stay within half a code of the range, so the way back is never long
             net.codes = np.clip(net.codes, -CODE_MAX - 0.5, CODE_MAX + 0.5)
             n_correct += int(res.correct.sum())
             loss_sum += res.loss * len(idx)
             grazing += adj.n_grazing
         lr *= cfg["lr_decay"]
-        acc, test_loss, spk = evaluate(net, loss_fn, x_te, y_te, t_end)
+        acc, test_loss, spk, silent = evaluate(net, loss_fn, x_te, y_te, t_end)
         wall = time.perf_counter() - t0
         hist["train_accuracy"].append(n_correct / len(y_tr))
         hist["train_loss"].append(loss_sum / len(y_tr))
@@ -181,10 +184,11 @@ def train(cfg: dict, seed: int, data, *, verbose: bool = True) -> dict:
         hist["n_grazing"].append(grazing)
         hist["wall_s"].append(wall)
         hist["spikes_per_hidden_neuron"].append(spk)
+        hist["test_label_silent"].append(silent)
         if verbose:
             print(f"seed {seed} epoch {epoch + 1:>3} train_acc {n_correct / len(y_tr):.4f} "
                   f"train_loss {loss_sum / len(y_tr):.5f} test_acc {acc:.4f} hidden_spikes {spk:.2f} "
-                  f"grazing {grazing:>4} wall_s {wall:6.1f}", flush=True)
+                  f"grazing {grazing:>4} wall_s {wall:6.1f} label_silent {silent:.3f}", flush=True)
     wall = time.perf_counter() - t0
     return dict(seed=seed, test_accuracy=hist["test_accuracy"][-1], wall_s=wall,
                 samples_per_s=cfg["epochs"] * len(y_tr) / wall, history=hist,

@@ -112,7 +112,7 @@ def linear_loss(c):
 def check_against_fd(case, loss, dl_dt_of, *, max_entries=40, eps_w=1e-4, eps_t=1e-6, seed=0, rtol=2e-5):
     base = simulate(case)
     assert base.t_us.size > 0
-    assert min_denominator(case, base) > 0.5, "grazing configuration: pick another seed"
+    assert min_denominator(case, base) > 2 * DENOM_MIN_LSB, "grazing configuration: pick another seed"
     adj = adjoint_sweep(case.w, case.params, case.in_t, case.in_src, case.in_smp, base, dl_dt_of(base),
                         case.n_samples, case.t_end)
     assert adj.n_grazing == 0
