@@ -14,9 +14,10 @@ Two fault models, by the kind of link (docs/faults.md):
   and ``synram``: buses on the die): a wire neither duplicates nor reorders, and the board's
   control path is reliable; what the chip link loses is spike events. A dropped, corrupted or cut
   event frame loses its events while its time marker (the horizon) still arrives, because the
-  hardware's clock does not ride on event packets; control frames pass. The router counts every
-  event lost there (``chip_link_lost_in`` / ``chip_link_lost_out``). On ``ppu`` and ``synram``
-  only delays are modelled.
+  hardware's clock does not ride on event packets; control frames pass. Every event lost there
+  is counted by run and reason (``chip_down_fault_drop``, ``chip_up_fault_corrupt``, ...), added
+  to the run's RunComplete as that passes the link and to System.dropped(). On ``ppu`` and
+  ``synram`` only delays are modelled.
 """
 
 from __future__ import annotations
