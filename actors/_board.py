@@ -38,6 +38,7 @@ from ..protocol import (
 from ._host import HostActor
 from ._link import Link
 from ._ppu import PpuConfig
+from ._profile import active_profiler
 from ._socket import StreamTransport, parse_address, remote_link
 from ._system import SystemConfig, first_actor_failure, open_board
 
@@ -313,6 +314,9 @@ async def connect_board(address: str, config: SystemConfig = SystemConfig(), *, 
     link, end = remote_link("host", transport, "a", buffer=config.link_buffer, max_frame_bytes=max_frame_bytes)
     host = HostActor(end, window=config.window)
     system = RemoteSystem(config, address, {"host": link}, host, transport, timeout_s)
+    profiler = active_profiler()
+    if profiler is not None:  # the host side only: the board's links are in the server's process
+        profiler.attach(system)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_serve_host, system, name="host")
