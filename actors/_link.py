@@ -8,6 +8,7 @@ each send a rendezvous): they stand for the finite buffers of the hardware and g
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from time import perf_counter
 
@@ -107,7 +108,7 @@ class LinkEnd:
         and trio.EndOfChannel once the peer has closed its end."""
         frame = await self.transport.receive_frame()
         link = self.link
-        if link.inflight:
+        if link.inflight[self.in_dir]:
             link.arrived(self.in_dir, frame)
         stats = link.stats[self.in_dir]
         t0 = perf_counter()
@@ -134,7 +135,8 @@ class Link:
     """
 
     MAX_INFLIGHT = 4096
-    """Frames tracked between send and receive at most (frames a wrapper replaced never arrive)."""
+    """Frames tracked per direction between send and receive at most (a frame a fault injector
+    dropped never arrives; the oldest is forgotten)."""
 
     def __init__(self, name: str, buffer: int | float = 4, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  transports: tuple[FrameTransport, FrameTransport] | None = None,
@@ -146,9 +148,9 @@ class Link:
         self.stats = {"down": DirectionStats(), "up": DirectionStats()}
         self.timeline = LinkTimeline(name, model) if model is not None else None
         self.probe = None
-        # frames on their way, by identity: id -> (frame, wall send time, tag, Transit or None).
-        # A side table, so that nothing is added to the bytes on the wire.
-        self.inflight: dict[int, tuple] = {}
+        # frames on their way per direction, oldest first: (frame, wall send time, tag, Transit or
+        # None). A side table, so that nothing is added to the bytes on the wire.
+        self.inflight: dict[str, deque] = {"down": deque(), "up": deque()}
         a, b = transports if transports is not None else memory_transport_pair(buffer)
         self.a = LinkEnd(self, "down", a, max_frame_bytes)
         self.b = LinkEnd(self, "up", b, max_frame_bytes)
@@ -158,14 +160,26 @@ class Link:
 
     def track(self, direction: str, frame: bytes, tag: str, transit) -> None:
         """Remember a frame being sent, to match it when it is received."""
-        if len(self.inflight) >= self.MAX_INFLIGHT:
-            del self.inflight[next(iter(self.inflight))]
-        self.inflight[id(frame)] = (frame, perf_counter(), tag, transit)
+        q = self.inflight[direction]
+        if len(q) >= self.MAX_INFLIGHT:
+            q.popleft()
+        q.append((frame, perf_counter(), tag, transit))
 
     def arrived(self, direction: str, frame: bytes) -> None:
-        """A frame was received: tell the timeline and the probe when it left and what it was."""
-        entry = self.inflight.pop(id(frame), None)
-        if entry is None or entry[0] is not frame:
+        """A frame was received: tell the timeline and the probe when it left and what it was.
+
+        Matched by identity (in-process channels pass the very object), else by equal bytes (a
+        wrapper, e.g. reliable delivery, hands over a copy); frames arrive in order, so the match
+        is almost always the oldest entry, and only the first few are looked at (reordering).
+        """
+        q = self.inflight[direction]
+        for i, entry in enumerate(q):
+            if entry[0] is frame or entry[0] == frame:
+                del q[i]
+                break
+            if i >= 16:
+                return
+        else:
             return
         _, t_sent, tag, transit = entry
         if transit is not None:

@@ -100,6 +100,26 @@ async def test_profile_report_is_consistent_with_the_counters(small_placement):
     json.dumps(report)  # plain data
 
 
+class _Copying(_Recording):
+    """A wrapper that hands the receiver a copy of each frame (as reliable delivery does)."""
+
+    async def receive_frame(self) -> bytes:
+        return bytes(bytearray(await self.inner.receive_frame()))
+
+
+async def test_frames_are_matched_through_a_wrapper_that_copies_them(small_placement):
+    _, placement = small_placement
+    wrap = {"host": lambda a, b: (_Copying(a, []), _Copying(b, []))}
+    profiler = Profiler(detailed=True)
+    _, system = await _run(placement, poisson_playback(16, 2, SAMPLE_TICKS, 0.01, seed=2), 2, wrap=wrap,
+                           profiler=profiler)
+    hist = profiler.report()["histograms"]["wall_latency_us"]
+    for d in ("down", "up"):
+        assert hist[f"host/{d}"]["n"] == system.links["host"].stats[d].messages
+    # the host's next frames leave after the replies it saw: its down clock follows the up arrivals
+    assert system.links["host"].timeline.counters["up"].received_arrival_ticks > 0
+
+
 async def test_profiling_does_not_change_results(small_placement):
     _, placement = small_placement
     playback = poisson_playback(16, 4, SAMPLE_TICKS, 0.01, seed=3)
