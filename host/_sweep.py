@@ -138,6 +138,7 @@ class SweepOutcome:
     points: list[Point]
     status: dict[str, str] = field(default_factory=dict)  # id -> ok | failed | skipped
     errors: dict[str, str] = field(default_factory=dict)
+    worker: dict[str, dict] = field(default_factory=dict)  # id -> where and how the point ran
     engine: str = ""
     workers: int = 0
     wall_s: float = 0.0
@@ -220,6 +221,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, run_point: Callable[[
     t0 = time.perf_counter()
 
     def finished(point: Point, result: dict) -> None:
+        if "worker" in result:
+            outcome.worker[point.id] = result["worker"]
         if result.get("status") == "ok":
             write_report(report_path(out_dir, point), result["report"])
             report_path(out_dir, point, failed=True).unlink(missing_ok=True)
@@ -229,7 +232,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | os.PathLike, run_point: Callable[[
             error = result.get("error", "unknown error")
             write_report(report_path(out_dir, point, failed=True),
                          {"point": {"id": point.id, "command": point.command, "options": point.options},
-                          "status": "failed", **{k: v for k, v in result.items() if k != "status"}})
+                          "status": "failed", **{k: v for k, v in result.items() if k not in ("status", "worker")}})
             outcome.status[point.id] = "failed"
             outcome.errors[point.id] = error
             progress.update(failed=1, note=f"point {point.id} failed: {error}")
@@ -441,5 +444,5 @@ def _write_summary(out_dir: Path, spec: SweepSpec, outcome: SweepOutcome) -> Non
         "engine": outcome.engine, "workers": outcome.workers, "points": len(outcome.points),
         "counts": outcome.counts, "ran": outcome.ran, "wall_s": outcome.wall_s,
         "points_per_minute": 60.0 * outcome.ran / outcome.wall_s if outcome.ran and outcome.wall_s else None,
-        "errors": outcome.errors,
+        "errors": outcome.errors, "worker": outcome.worker,
     })

@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import resource
+import socket
+import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -106,6 +110,7 @@ def run_point(task: dict) -> dict:
     """Run one point in this (worker) process. task: {"command", "options", "id"}. Returns
     {"status": "ok", "report": ...} or {"status": "failed", "error": ..., "traceback": ..., "log_tail": ...}."""
     out, err = io.StringIO(), io.StringIO()
+    t0 = time.perf_counter()
     try:
         args = point_args(task["command"], task["options"], task["id"])
         # structlog is configured per process (cached loggers do not travel); the job's progress
@@ -119,9 +124,16 @@ def run_point(task: dict) -> dict:
             report = {**header, **trio.run(command.job, args)}
     except Exception as exc:
         return {"status": "failed", "error": describe(exc), "traceback": traceback.format_exc(),
-                "log_tail": err.getvalue()[-4000:]}
+                "log_tail": err.getvalue()[-4000:], "worker": _worker(t0)}
     report = {"point": {"id": task["id"], "command": task["command"], "options": task["options"]}, **report}
-    return {"status": "ok", "report": json.loads(json.dumps(_jsonable(report)))}
+    return {"status": "ok", "report": json.loads(json.dumps(_jsonable(report))), "worker": _worker(t0)}
+
+
+def _worker(t0: float) -> dict:
+    """Where and how a point ran (kept in sweep.json, not in the point's report, which must not
+    depend on the engine): host, pid, wall seconds in the worker, peak resident memory so far."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "wall_s": time.perf_counter() - t0,
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def describe(exc: BaseException) -> str:
