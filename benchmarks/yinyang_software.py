@@ -16,6 +16,20 @@ each duplicate row then gets the gradient of its merged row, which is exactly wh
 
     python -m benchmarks.yinyang_software --seeds 0 1 2 --json /tmp/yy.json
 
+Tuning notes (seed 0 first, then the weak seeds; each line changed one thing from the one before):
+- TTFS cross-entropy (W&P, tau0 1-2 us) collapsed within a few epochs: the wrong outputs are pushed later,
+  hidden spikes move later and vanish, outputs fall silent and get no gradient again. The spike-time MSE
+  of Pehle et al. keeps every output firing at a target and trains stably; t_wrong 7.5 us (instead of
+  6.6) gave about +1 %; later targets (8/10, 10/13 us) or a longer input window (t_late 15 us) were worse.
+- Adam lr 0.03-0.1 codes/step learns slowly; 0.5 with x0.7 per epoch reaches the plateau in ~6 epochs and
+  settles by 10; x0.85 per epoch leaves it oscillating by +-1-2 %.
+- The decisive robustness fix was the grazing floor: with the mismatched forward and the nominal sweep,
+  rebuilt denominators near 0 gave rare huge gradients and sudden drops (one seed fell from 95 % to 84 %);
+  denom_min_lsb 5 (clamp on < 0.2 % of spikes) removed them (the same seeds without mismatch were stable).
+- Init N(20, 25) hidden / N(10, 10) output codes beat N(20, 15) / N(20, 10) on the weak seeds; 120 hidden,
+  batch 16 or 64, and Adam eps 1e-5 did not help. Float weights without mismatch reach about the same
+  accuracy (96-97 %), so 6-bit codes and this mismatch cost little once the floor is in place.
+
 Peers (printed beside ours): W&P 2021 EventProp float 98.1 +- 0.2 % (200 hidden, 100 epochs); Göltz et al.
 TTFS on BSS-2 ~95 % [unverified]; jaxsnn BSS-2 Yin-Yang CI test > 85 % after 10 epochs.
 """
@@ -52,14 +66,16 @@ N_FEATURES = 5  # x, y, 1 - x, 1 - y, bias
 N_OUT = 3
 
 DEFAULTS = dict(
-    hidden=100, duplicates=5, epochs=20, batch=32, lr=0.1, lr_decay=0.95, loss="mse",
-    t_correct_us=5.4, t_wrong_us=6.6, tau_norm_us=12.0,  # mse
+    hidden=100, duplicates=5, epochs=10, batch=32, lr=0.5, lr_decay=0.7, loss="mse",
+    t_correct_us=5.4, t_wrong_us=7.5, tau_norm_us=12.0,  # mse
     tau0_us=1.0, tau1_us=6.0, alpha=3e-3,  # ttfs
     t_early_us=0.0, t_late_us=12.0, t_bias_us=0.0, t_end_us=30.0,
-    init_hidden=(20.0, 15.0), init_out=(20.0, 10.0),  # mean, sd of the initial codes
-    adam_eps=1e-8, grad_clip=0.0, denom_min_lsb=DENOM_MIN_LSB, mismatch=True, chip_seed=1234, tau_cv=0.05, v_th_sigma_lsb=3.0, gain_cv=0.05,
-    train_size=5000, test_size=1000, merge_duplicates=True, quantise=True,
+    init_hidden=(20.0, 25.0), init_out=(10.0, 10.0),  # mean, sd of the initial codes
+    adam_eps=1e-8, grad_clip=0.0, denom_min_lsb=5.0, mismatch=True, chip_seed=1234, tau_cv=0.05,
+    v_th_sigma_lsb=3.0, gain_cv=0.05, train_size=5000, test_size=1000, merge_duplicates=True, quantise=True,
 )
+"""The winning settings (tuning notes in the module docstring). lr is in weight codes per Adam step,
+decayed by lr_decay after every epoch."""
 
 
 def chip_draw(n_rows: int, n: int, nominal: NeuronParams, cfg: dict):
