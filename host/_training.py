@@ -24,11 +24,12 @@ from ..chip._learner import Learner, LearnerConfig
 from ..protocol import TICKS_PER_US
 from ._checkpoint import Checkpointer, TrainState, check_fingerprint
 from ._network import Network, Placement, feedforward, place
+from ._surrogate import SurrogateConfig, train_surrogate
 from ._yinyang import YINYANG_SEEDS, encode_ttfs, yin_yang
 
 __all__ = ["LEARNING_SCHEMES", "TrainConfig", "EpochStats", "train", "encode_batch", "epoch_order", "fingerprint"]
 
-LEARNING_SCHEMES = ("on-chip-eventprop", "host-eventprop")
+LEARNING_SCHEMES = ("on-chip-eventprop", "host-eventprop", "host-surrogate")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,11 @@ async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | N
     if resume is not None:
         check_fingerprint(resume.fingerprint, checkpoint.fingerprint if checkpoint is not None else fingerprint(cfg),
                           may_differ=("train.epochs",))
+    if cfg.learning == "host-surrogate":  # the scheme's own loop and configuration: host/_surrogate.py
+        if checkpoint is not None or resume is not None:
+            raise ValueError("host-surrogate training does not checkpoint yet")
+        sur = cfg if isinstance(cfg, SurrogateConfig) else SurrogateConfig.from_train_config(cfg)
+        return await train_surrogate(board, sur, progress=progress)
     t_start = time.perf_counter()
     x_train, y_train = yin_yang(cfg.n_train, YINYANG_SEEDS["train"])
     x_test, y_test = yin_yang(cfg.n_test, YINYANG_SEEDS["test"])
@@ -159,7 +165,6 @@ async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | N
         learner = host_learner(net, placement, cfg)
         if resume is not None:
             learner.shadow, learner.adam = np.array(resume.shadow), resume.adam()
-
 
     n_batches = -(-cfg.n_train // cfg.batch_size)
     history: list[EpochStats] = [EpochStats(**h) for h in resume.history] if resume is not None else []
