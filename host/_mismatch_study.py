@@ -22,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._robust import RobustConfig, level_spec, noisy_forward, robust_forward
-from ._surrogate import SurrogateConfig, SurrogateModel, nominal_forward, train_software
+from ._surrogate import SurrogateConfig, SurrogateModel
+from ._surrogate_software import nominal_forward, train_software
 
 __all__ = ["STRATEGIES", "StudyConfig", "Point", "plan_points", "train_reference", "summarise", "plot_study",
            "level_spec"]

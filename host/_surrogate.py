@@ -11,8 +11,8 @@ Network: inputs -> LIF hidden layer -> output neurons that are LIF circuits with
 reach (non-spiking leaky integrators). Loss: softmax cross entropy on the max (or mean) over time of
 the output membranes, plus the read-out and spike-count regularisers of chip/_surrogate.py.
 
-``train_software`` runs the same loop on ``simulate_steps`` instead of a board (an ideal chip, or one
-with injected parameter noise): the mismatch study trains its reference weights with it.
+host/_surrogate_software.py runs the same loop on ``simulate_steps`` instead of a board (an ideal chip,
+or one with injected parameter noise): the mismatch study trains its reference weights with it.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from ._network import Network, Placement, feedforward, place
 from ._tasks import TASKS, encode_task, load_task, n_sources
 
 __all__ = ["SurrogateConfig", "SurrogateModel", "SurrogateStep", "EpochRecord", "build_network", "encode_ticks",
-           "recording_from_run", "train_surrogate", "evaluate_on_board", "deploy", "train_software", "evaluate_software",
-           "SURROGATE_TASK_DEFAULTS"]
+           "recording_from_run", "train_surrogate", "evaluate_on_board", "deploy", "batches", "SURROGATE_TASK_DEFAULTS",
+           "HIDDEN_TARGETS", "OUTPUT_TARGETS"]
 
 HIDDEN_TARGETS = dict(tau_mem_us=10.0, tau_syn_us=5.0, v_leak_lsb=80.0, v_reset_lsb=80.0, v_th_lsb=130.0, t_ref_us=1.7)
 """Hidden LIF targets: leak-to-threshold 50 LSB, refractory one CADC step."""
@@ -46,9 +46,9 @@ integrator (the read-out regulariser keeps it below threshold; a read-out spike 
 
 SURROGATE_TASK_DEFAULTS = {
     "digits": dict(n_hidden=60, n_steps=20, t_early_us=0.0, t_late_us=17.04, t_bias_us=0.0, duplicates=1,
-                   epochs=30, batch_size=50, readout="max", scale_lsb=5.0),
+                   epochs=30, batch_size=50, readout="max", scale_lsb=5.0, hidden_init=(3.0, 8.0)),
     "yinyang": dict(n_hidden=100, n_steps=30, t_early_us=0.0, t_late_us=34.08, t_bias_us=0.0, duplicates=5,
-                    epochs=40, batch_size=50, readout="mean", scale_lsb=2.0),
+                    epochs=40, batch_size=50, readout="mean", scale_lsb=2.0, hidden_init=(8.0, 12.0)),
 }
 """Per-task defaults of the SurrogateConfig fields left None. Digits: Cramer et al.'s MNIST read-out
 (max over time); Yin-Yang: the mean over time (their SHD read-out), because a max read-out gives no
@@ -98,7 +98,7 @@ class SurrogateConfig:
     nu_upper: float = 3.0
     rho_lower: float = 0.5
     nu_lower: float = 0.05
-    hidden_init: tuple[float, float] = (3.0, 8.0)
+    hidden_init: tuple[float, float] | None = None
     output_init: tuple[float, float] = (0.0, 8.0)
     grad_clip: float = 0.0
     input_dropout: float = 0.0
@@ -309,7 +309,7 @@ class EpochRecord(NamedTuple):
     wall_s: float
 
 
-def _batches(rng: np.random.Generator, n: int, batch_size: int):
+def batches(rng: np.random.Generator, n: int, batch_size: int):
     order = rng.permutation(n)
     return [order[lo:lo + batch_size] for lo in range(0, n, batch_size)]
 
@@ -330,8 +330,8 @@ async def train_surrogate(board, cfg: SurrogateConfig, *, progress: Callable[[di
         t_epoch = time.perf_counter()
         lr = cfg.lr * cfg.lr_decay ** epoch
         loss_sum, correct, seen, hidden_spikes = 0.0, 0, 0, 0.0
-        batches = _batches(rng, data.x_train.shape[0], cfg.batch_size)
-        for b, idx in enumerate(batches):
+        epoch_batches = batches(rng, data.x_train.shape[0], cfg.batch_size)
+        for b, idx in enumerate(epoch_batches):
             step = await _board_step(board, model, data.x_train[idx], data.y_train[idx], drop_rng)
             rows, codes = model.apply(step.grad_codes, lr)
             if rows.size:
@@ -341,7 +341,7 @@ async def train_surrogate(board, cfg: SurrogateConfig, *, progress: Callable[[di
             seen += idx.size
             hidden_spikes += float(step.hidden_counts.sum())
             if progress is not None:
-                progress({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": b + 1, "batches": len(batches),
+                progress({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": b + 1, "batches": len(epoch_batches),
                           "loss": loss_sum / seen, "accuracy": correct / seen})
         test_acc = await evaluate_on_board(board, model, data.x_test, data.y_test)
         history.append(EpochRecord(epoch + 1, loss_sum / seen, correct / seen, test_acc, hidden_spikes / seen,
@@ -410,60 +410,3 @@ def _report(cfg: SurrogateConfig, history: list[EpochRecord], placement: Placeme
         "_training_samples": samples,
         "_net": net,
     }
-
-
-# -- software training (no board) ---------------------------------------------------------------
-ForwardFn = Callable[["SurrogateModel", tuple, np.ndarray, np.ndarray, np.random.Generator], SurrogateStep]
-
-
-def nominal_forward(model: SurrogateModel, inputs, x, y, rng: np.random.Generator) -> SurrogateStep:
-    """The ideal chip: the nominal model's own forward pass and its surrogate gradient."""
-    raster, v_rec = model.simulate(inputs, x.shape[0])
-    return model.gradient(inputs, raster, v_rec, y)
-
-
-def train_software(cfg: SurrogateConfig, *, forward: ForwardFn = nominal_forward,
-                   progress: Callable[[dict], None] | None = None, evaluate_every: int = 0
-                   ) -> tuple[SurrogateModel, list[EpochRecord]]:
-    """Train on the model itself (``forward`` gives each batch's step; default the nominal model).
-    Returns the model (its learner holds the trained shadow weights and codes) and per-epoch records
-    (test accuracy on the nominal model every ``evaluate_every`` epochs and after the last; else nan)."""
-    data = load_task(cfg.task, n_train=cfg.n_train, n_test=cfg.n_test)
-    net = build_network(cfg, data.n_classes)
-    model = SurrogateModel(cfg, net, place(net))
-    rng = np.random.default_rng([cfg.seed, 2])
-    noise_rng = np.random.default_rng([cfg.seed, 3])
-    drop_rng = np.random.default_rng([cfg.seed, 4])
-    history = []
-    for epoch in range(cfg.epochs):
-        t_epoch = time.perf_counter()
-        lr = cfg.lr * cfg.lr_decay ** epoch
-        loss_sum, correct, seen, spikes = 0.0, 0, 0, 0.0
-        for idx in _batches(rng, data.x_train.shape[0], cfg.batch_size):
-            _, inputs = encode_ticks(cfg, data.x_train[idx], net.input_label, drop_rng)
-            step = forward(model, inputs, data.x_train[idx], data.y_train[idx], noise_rng)
-            model.apply(step.grad_codes, lr)
-            loss_sum += step.loss * idx.size
-            correct += int(step.correct.sum())
-            seen += idx.size
-            spikes += float(step.hidden_counts.sum())
-        last = epoch + 1 == cfg.epochs
-        test = (evaluate_software(model, data.x_test, data.y_test)
-                if last or (evaluate_every and (epoch + 1) % evaluate_every == 0) else float("nan"))
-        history.append(EpochRecord(epoch + 1, loss_sum / seen, correct / seen, test, spikes / seen,
-                                   time.perf_counter() - t_epoch))
-        if progress is not None:
-            progress({"epoch": epoch + 1, "epochs": cfg.epochs, "done": True, **history[-1]._asdict()})
-    return model, history
-
-
-def evaluate_software(model: SurrogateModel, x, y, *, w_lsb=None, params: NeuronParams | None = None,
-                      batch: int = 500) -> float:
-    """Accuracy of the model's current codes on the nominal (or given) model."""
-    correct = 0
-    for lo in range(0, x.shape[0], batch):
-        xs = x[lo:lo + batch]
-        _, inputs = encode_ticks(model.cfg, xs, model.net.input_label)
-        _, v_rec = model.simulate(inputs, xs.shape[0], w_lsb=w_lsb, params=params)
-        correct += int(np.sum(model.predict(v_rec) == y[lo:lo + batch]))
-    return correct / max(x.shape[0], 1)

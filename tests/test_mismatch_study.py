@@ -14,7 +14,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import trio
 
 pytest.importorskip("sklearn")
 
@@ -30,7 +29,8 @@ from neurosplit.host._mismatch_study import (  # noqa: E402
     train_reference,
 )
 from neurosplit.host._robust import REFERENCE_SPREAD, RobustConfig, distance_spread, level_spec  # noqa: E402
-from neurosplit.host._surrogate import SurrogateConfig, encode_ticks, train_software, train_surrogate  # noqa: E402
+from neurosplit.host._surrogate import SurrogateConfig, encode_ticks, train_surrogate  # noqa: E402
+from neurosplit.host._surrogate_software import train_software  # noqa: E402
 from neurosplit.host.cli._mismatch import deploy_point, itl_point, run_study  # noqa: E402
 
 SMALL = dict(epochs=4, n_train=240, n_test=100, n_hidden=30, batch_size=20, lr=1.0, readout="mean", scale_lsb=2.0)
@@ -168,3 +168,29 @@ def test_run_study_in_one_process(tmp_path):
 
     png = plot_study(report, tmp_path / "m.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_lines(tmp_path, capsys):
+    import json
+
+    from neurosplit.host.cli import main
+
+    path = tmp_path / "t.json"
+    assert main(["train", "digits", "--learning", "host-surrogate", "--epochs", "1", "--n-train", "60", "--n-test", "30",
+                 "--hidden", "10", "--no-calibrate", "--report", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["task"] == "digits" and report["learning"] == "host-surrogate"
+    assert report["host_link_bytes_per_sample"] > 20 * 40  # the CADC samples of 20 neurons at 20 grid points came up
+    assert main(["train", "digits", "--learning", "host-eventprop"]) == 2
+    assert "host-surrogate" in capsys.readouterr().err
+
+    path = tmp_path / "m.json"
+    assert main(["mismatch", "--chips", "1", "--levels", "0.2", "--epochs", "1", "--n-train", "40", "--n-test", "20",
+                 "--hidden", "10", "--attack-steps", "1", "--jobs", "1", "--chip-seed", "3", "--report", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert set(report["strategies"]) == set(STRATEGIES) and report["chip_seeds"] == [3]
+    assert {"accuracies", "mean", "std", "min", "by_level"} <= set(report["strategies"]["in-the-loop"])
+    out = capsys.readouterr().out
+    assert "in-the-loop" in out and "[  5/5]" in out
+    if "plot" in report:
+        assert (tmp_path / "m.png").exists()

@@ -185,7 +185,7 @@ def test_backward_argument_errors():
 # ---------------------------------------------------------------- the core's time-stepped runs
 
 def _stepped_core(spec):
-    from neurosplit.chip import AnalogCore, CoreConfig, MismatchSpec  # noqa: F401
+    from neurosplit.chip import AnalogCore, CoreConfig
     from neurosplit.host._network import feedforward, place
 
     net = feedforward(3, 4, 2, dict(tau_mem_us=10.0, tau_syn_us=5.0, v_leak_lsb=80.0, v_reset_lsb=80.0, v_th_lsb=110.0,

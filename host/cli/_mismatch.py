@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +102,10 @@ def _init_worker(log_json: bool, log_level: str) -> None:
 
 
 def run_study(cfg: StudyConfig, *, jobs: int = 1, log_json: bool = False, log_level: str = "warning",
-              out=sys.stdout) -> dict:
-    """Run every point of ``cfg`` on ``jobs`` processes (1: in this process); returns the report fields."""
+              out=None) -> dict:
+    """Run every point of ``cfg`` on ``jobs`` processes (1: in this process); returns the report fields.
+    Progress goes to ``out`` (default: sys.stdout), one line per finished point."""
+    out = sys.stdout if out is None else out
     t0 = time.perf_counter()
     points = plan_points(cfg)
     results: dict[Point, float] = {}
