@@ -286,3 +286,27 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+async def test_a_board_whose_actor_fails_tells_the_host_and_serves_the_next(small_placement, monkeypatch):
+    _, placement = small_placement
+    from neurosplit.chip import AnalogCore
+
+    def explode(self, batch):
+        raise RuntimeError("capacitor on fire")
+
+    config = session_config(2, SESSION)
+    with trio.fail_after(60):
+        async with board_here(2) as (server, address):
+            monkeypatch.setattr(AnalogCore, "feed", explode)
+            with pytest.raises(BaseException) as info:
+                async with connect_board(address, config, timeout_s=30) as remote:
+                    await _job(remote, placement)
+            error = _leaf(info.value)
+            assert isinstance(error, BoardError)
+            assert "board failed: actor 'core' failed: RuntimeError: capacitor on fire" in str(error)
+            monkeypatch.undo()
+            async with connect_board(address, config, timeout_s=30) as remote:
+                _, _, result = await _job(remote, placement)
+            assert result.complete.events_in > 0
+    assert [s.outcome.split(":")[0] for s in server.sessions] == ["failed", "done"]
