@@ -70,3 +70,15 @@ from ._synapses import (  # noqa: E402
     write_weights,
 )
 from ._calibration import CalibrationResult, CalibSettings, ParamResidual, calibrate  # noqa: E402
+from ._surrogate import (  # noqa: E402
+    READOUTS,
+    SUPERSPIKE_BETA_PER_LSB,
+    ReadoutLoss,
+    count_regulariser,
+    readout_cross_entropy,
+    readout_grad,
+    readout_logits,
+    spike_raster,
+    superspike,
+    surrogate_backward,
+)

@@ -53,6 +53,9 @@ def add_arguments(p) -> None:
 
 
 def study_config(args) -> StudyConfig:
+    if getattr(args, "ideal_chip", False) or getattr(args, "board", None):
+        raise ValueError("mismatch draws its own chips: --ideal-chip and --board do not apply "
+                         "(the ideal chip is the ideal-deployed strategy's training ground)")
     sur = SurrogateConfig(task=args.task, seed=args.seed, epochs=args.epochs, n_train=args.n_train,
                           n_test=args.n_test, n_hidden=args.hidden)
     try:
