@@ -200,7 +200,7 @@ class Learner:
         rows, codes = np.zeros(0, np.int64), np.zeros((0, self.n), np.uint8)
         if apply:
             rows, codes = self.apply_gradient(grad, lr)
-        return StepOutcome(loss, grad, counts, rows, codes, int(getattr(adj, "guard_count", 0)))
+        return StepOutcome(loss, grad, counts, rows, codes, int(adj.n_grazing))
 
     def apply_gradient(self, grad: np.ndarray, lr: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """One optimiser step on the shadow weights with grad float64[n_src, n] (dL/d signed code) and
