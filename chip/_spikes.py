@@ -94,6 +94,37 @@ def collect_spikes(run: Callable[..., None], n_samples: int, capacity: int,
     t = np.concatenate([p[0] for p in parts])
     nrn = np.concatenate([p[1] for p in parts])
     smp = np.concatenate([p[2] for p in parts])
+    return _in_record_order(t, nrn, smp)
+
+
+def collect_spikes_resumable(run: Callable[..., None], capacity: int,
+                             max_spikes_per_sample: int | None = None) -> SpikeRecord:
+    """Drive a kernel that keeps its own state between calls, growing its output buffers in place.
+
+    ``run(out_t, out_neuron, out_sample, status)`` simulates on from wherever the previous call stopped
+    and returns when it is done or when the buffers are full, with status = [sample, spikes kept, code];
+    then they are doubled (the spikes kept copied over) and it is called again, and it writes on from
+    there: the run does not start over, however long one sample is. Spikes come back sorted by
+    (sample, t_us, neuron).
+    """
+    cap = max(int(capacity), 16)
+    out_t, out_n, out_s = np.empty(cap, np.float64), np.empty(cap, np.int32), np.empty(cap, np.int32)
+    status = np.zeros(3, np.int64)
+    while True:
+        run(out_t, out_n, out_s, status)
+        s_next, n_done, code = (int(x) for x in status)
+        if code == DONE:
+            break
+        if code == CAP_EXCEEDED:
+            raise SpikeLimitError(f"sample {s_next} exceeded max_spikes_per_sample={max_spikes_per_sample} "
+                                  "(raise it, or check for a runaway: t_ref_us = 0 with v_reset_lsb >= v_th_lsb)")
+        cap *= 2  # BUFFER_FULL: the kernel stopped at an event (or a chunk) that did not fit
+        out_t, out_n, out_s = (np.concatenate([a[:n_done], np.empty(cap - n_done, a.dtype)])
+                               for a in (out_t, out_n, out_s))
+    return _in_record_order(out_t[:n_done].copy(), out_n[:n_done].copy(), out_s[:n_done].copy())
+
+
+def _in_record_order(t: np.ndarray, nrn: np.ndarray, smp: np.ndarray) -> SpikeRecord:
     if t.size > 1:
         # Kernels emit in event order; simultaneous spikes of a cascade may come out of neuron order.
         ds, dt, dn = np.diff(smp), np.diff(t), np.diff(nrn)

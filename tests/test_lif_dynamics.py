@@ -384,3 +384,59 @@ def test_spike_record_helpers():
     np.testing.assert_array_equal(rec.first_spike_times(2, [1, 2, 0]), [[1.0, np.inf, 2.0], [4.0, 0.5, np.inf]])
     assert rec.of_sample(1).n_spikes == 2 and SpikeRecord.empty().n_spikes == 0
     assert SpikeRecord.empty().first_spike_times(2, [0]).shape == (2, 1)
+
+
+# ---------------------------------------------------------------- the one-neuron-at-a-time path
+
+def feedforward_case(seed, *, n=16, n_in=12, n_samples=2, m=2400, t_end=400.0, shared_taus=True):
+    """A layer without recurrent synapses (simulate_events integrates it neuron by neuron): dense and
+    sparse input rows, groups of neurons with bitwise-equal time constants (shared exp tables), more
+    inputs per sample than one chunk, several spikes per neuron, refractoriness, noise and probes."""
+    rng = np.random.default_rng(seed)
+    tm = rng.choice([6.0, 10.0, 10.0], n) if shared_taus else rng.uniform(5, 15, n)
+    ts = rng.choice([4.0, 10.0], n) if shared_taus else rng.uniform(3, 8, n)
+    params = NeuronParams(tm, ts, rng.uniform(70, 90, n), rng.uniform(55, 75, n), rng.uniform(110, 140, n),
+                          rng.choice([0.0, 0.5, 3.0], n))
+    w = np.zeros((n_in + n, n))
+    w[:n_in] = rng.normal(6.0, 20.0, (n_in, n))
+    w[:n_in // 2][rng.random((n_in // 2, n)) < 0.5] = 0.0  # sparse rows beside dense ones
+    smp = rng.integers(0, n_samples, m)
+    t = rng.uniform(0, t_end, m)
+    order = np.lexsort((t, smp))
+    kw = dict(v_th_offset_lsb=rng.normal(0, 2, (n_samples, n)),
+              probe_t_us=np.sort(rng.uniform(0, t_end, 30)), probe_neuron=np.array([0, 3, n - 1, 3]))
+    return (w, params, t[order], rng.integers(0, n_in, m), smp[order], n_samples, t_end), kw
+
+
+@pytest.mark.parametrize("seed, shared", [(0, True), (1, True), (2, False)])
+def test_feedforward_path_matches_naive_twin(seed, shared):
+    args, kw = feedforward_case(seed, shared_taus=shared)
+    res = simulate_events(*args, **kw, max_spikes_per_sample=100_000)
+    ref, v_ref = simulate_events_naive(*args, kw["v_th_offset_lsb"], kw["probe_t_us"], kw["probe_neuron"])
+    assert_same_spikes(res.spikes, ref)
+    np.testing.assert_allclose(res.v_probe_lsb, v_ref, rtol=1e-10, atol=1e-9)
+    assert res.spikes.counts(args[5], args[1].n).max() >= 3
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_feedforward_path_bit_identical_to_event_queue(seed):
+    """Add a neuron that never receives input (so never fires) but synapses onto every other neuron:
+    the network is no longer feed-forward, so the event-queue integrator runs it, and its dynamics are
+    the same. Spikes and probes must agree bit for bit with the neuron-by-neuron path."""
+    (w, p, t, src, smp, ns, t_end), kw = feedforward_case(seed)
+    kw["max_spikes_per_sample"] = 100_000
+    n_in, n = w.shape[0] - w.shape[1], w.shape[1]
+    silent = n
+    w_q = np.zeros((n_in + n + 1, n + 1))
+    w_q[:n_in, :n] = w[:n_in]
+    w_q[n_in + silent, :n] = 50.0
+    p_q = NeuronParams(*(np.append(a, a[0]) for a in p))
+    kw_q = dict(kw, v_th_offset_lsb=np.hstack([kw["v_th_offset_lsb"], np.zeros((ns, 1))]))
+    ff = simulate_events(w, p, t, src, smp, ns, t_end, **kw)
+    queue = simulate_events(w_q, p_q, t, src, smp, ns, t_end, **kw_q)
+    assert ff.spikes.n_spikes > 100 and silent not in queue.spikes.neuron
+    for x, y in zip(ff.spikes, queue.spikes):
+        assert x.tobytes() == y.tobytes()
+    assert ff.v_probe_lsb.tobytes() == queue.v_probe_lsb.tobytes()
+    threaded = simulate_events(w, p, t, src, smp, ns, t_end, **kw, threads=2)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(ff.spikes, threaded.spikes))

@@ -25,17 +25,23 @@ from scipy.optimize import brentq
 _EPS_T = 1e-15
 
 
-def _voltage(v0, i0, s, tm, ts, vl):
-    """V after s us of free evolution from (v0, i0)."""
+def _u(v0, i0, s, tm, ts, vl):
+    """V - v_leak after s us of free evolution from (v0, i0); kept apart from v_leak so that dV/dt far
+    from the last event (u ~ 1e-17) does not round to 0 and hide the critical point."""
     if tm == ts:
-        return vl + (v0 - vl + i0 * s / tm) * math.exp(-s / tm)
+        return (v0 - vl + i0 * s / tm) * math.exp(-s / tm)
     k = ts / (tm - ts)
     a = v0 - vl + k * i0
-    return vl + a * math.exp(-s / tm) - k * i0 * math.exp(-s / ts)
+    return a * math.exp(-s / tm) - k * i0 * math.exp(-s / ts)
+
+
+def _voltage(v0, i0, s, tm, ts, vl):
+    """V after s us of free evolution from (v0, i0)."""
+    return vl + _u(v0, i0, s, tm, ts, vl)
 
 
 def _dvdt(v0, i0, s, tm, ts, vl):
-    return ((vl - _voltage(v0, i0, s, tm, ts, vl)) + i0 * math.exp(-s / ts)) / tm
+    return (i0 * math.exp(-s / ts) - _u(v0, i0, s, tm, ts, vl)) / tm
 
 
 def _first_crossing(v0, i0, th, horizon, tm, ts, vl):
