@@ -293,14 +293,16 @@ class RemoteSystem:
 
 @asynccontextmanager
 async def connect_board(address: str, config: SystemConfig = SystemConfig(), *, timeout_s: float = 60.0,
-                        connect_timeout_s: float = 10.0,
-                        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> AsyncIterator[RemoteSystem]:
+                        connect_timeout_s: float = 10.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                        wrap_transport: Callable[[StreamTransport], object] | None = None
+                        ) -> AsyncIterator[RemoteSystem]:
     """Connect to the board at ``HOST:PORT``, shake hands (asking for ``config.session``), yield
     the system; send Shutdown on exit and wait (at most ``timeout_s``) for the board to close.
 
     timeout_s: longest silence of the board while the host waits for a reply (a run must
     send something within it), before BoardLost. A refusal (busy, version, role, session)
-    raises BoardError with the board's reason.
+    raises BoardError with the board's reason. wrap_transport: the host link end's transport
+    passes through it (a FrameTransport wrapper, e.g. a recorder's ``end_wrapper``), from the Hello on.
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -311,7 +313,8 @@ async def connect_board(address: str, config: SystemConfig = SystemConfig(), *, 
     except (OSError, trio.TooSlowError) as exc:
         raise BoardLost(f"no board at {address}: {exc or 'connect timed out'}") from exc
     transport = StreamTransport(stream, max_frame_bytes)
-    link, end = remote_link("host", transport, "a", buffer=config.link_buffer, max_frame_bytes=max_frame_bytes)
+    end_transport = transport if wrap_transport is None else wrap_transport(transport)
+    link, end = remote_link("host", end_transport, "a", buffer=config.link_buffer, max_frame_bytes=max_frame_bytes)
     host = HostActor(end, window=config.window)
     system = RemoteSystem(config, address, {"host": link}, host, transport, timeout_s)
     profiler = active_profiler()

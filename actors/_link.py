@@ -154,6 +154,10 @@ class Link:
         a, b = transports if transports is not None else memory_transport_pair(buffer)
         self.a = LinkEnd(self, "down", a, max_frame_bytes)
         self.b = LinkEnd(self, "up", b, max_frame_bytes)
+        for transport in (a, b):  # a wrapper that reads emulated times (recording) learns its link
+            bind = getattr(transport, "bind_link", None)
+            if bind is not None:
+                bind(self)
 
     def statistics(self) -> dict:
         return {d: s.as_dict() for d, s in self.stats.items()}
