@@ -157,3 +157,26 @@ def _crossing_bound(u0, i0, theta, tau_m):
     if i_max <= theta:
         return _INF
     return tau_m * (theta - u0) / (i_max - u0)
+
+
+_BELOW_MARGIN = 1e-9  # relative: far above the rounding of u (~1e-15), far below any threshold distance that matters
+
+
+@njit(cache=True, nogil=True)
+def _stays_below(u0, i0, theta, h, nc, k):
+    """Whether u stays clearly below theta on [0, h] from (u0, i0): then there is no crossing before h.
+
+    Exact up to a margin of 1e-9 (1 + |theta|): near the threshold it answers False and the caller does
+    the full search. The maximum of u on [0, h] is at an end or at the one critical point.
+    """
+    limit = theta - _BELOW_MARGIN * (1.0 + abs(theta))
+    if not u0 < limit:
+        return False
+    if i0 <= theta and theta >= 0.0:
+        return True
+    if not _u_at(h, u0, i0, nc, k)[0] < limit:
+        return False
+    sc = _s_critical(u0, i0, nc[_TM, k], nc[_E, k])
+    if sc > 0.0 and sc < h:
+        return _u_at(sc, u0, i0, nc, k)[0] < limit
+    return True

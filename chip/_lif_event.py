@@ -41,6 +41,7 @@ from numba import njit
 from ._lif_closed_form import (_AD, _INF, _INV_SLOW, _INV_TM, _INV_TS, _SLOW_MEM, _TM, _crossing_bound,
                                _next_crossing, _u_at, neuron_constants)
 from ._lif_event_ff import _run_ff, exp_tables
+from ._lif_event_layered import _run_layered, neuron_layers
 from ._lif_inputs import prepare_inputs, prepare_network, prepare_probes, prepare_threshold_offset
 from ._spikes import (BUFFER_FULL, CAP_EXCEEDED, DONE, SpikeRecord, collect_spikes_resumable, concat_records,
                       sample_blocks)
@@ -329,14 +330,21 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
     n = net.n
     # No neuron synapses onto a neuron: each one can be integrated on its own (bit-identical, faster).
     independent = net.row_ptr[net.n_in] == net.row_ptr[-1]
+    # Neurons in layers (no cycle through neuron synapses): layer by layer, neuron by neuron.
+    layers = None if independent else neuron_layers(net.row_ptr, net.col, net.n_in, n)
+    if independent or layers is not None:
+        pq_idx = np.argsort(probe_nrn, kind="stable")  # probe columns of neuron k: pq_idx[pq_ptr[k]:pq_ptr[k + 1]]
+        pq_ptr = np.searchsorted(probe_nrn[pq_idx], np.arange(n + 1)).astype(np.int64)
+    if layers is not None:
+        wt_all = np.zeros((n, net.n_in + n))  # weights onto each neuron from each source row, 0 = no synapse
+        wt_all[net.col, np.repeat(np.arange(net.n_in + n), np.diff(net.row_ptr))] = net.val
+        order, layer_ptr = layers
     if independent:
         wt_in = np.zeros((net.n_in, n))  # dense input weights, 0 = no synapse (as in w_lsb)
         wt_in[np.repeat(np.arange(net.n_in), np.diff(net.row_ptr[:net.n_in + 1])), net.col] = net.val
         wt = np.ascontiguousarray(wt_in.T)
         dense_src = np.diff(net.row_ptr[:net.n_in + 1]) == n
         group, tab_inv, tab_ad = exp_tables(nc)
-        pq_idx = np.argsort(probe_nrn, kind="stable")  # probe columns of neuron k: pq_idx[pq_ptr[k]:pq_ptr[k + 1]]
-        pq_ptr = np.searchsorted(probe_nrn[pq_idx], np.arange(n + 1)).astype(np.int64)
 
     def block(lo: int, hi: int) -> SpikeRecord:
         # Samples [lo, hi): the kernel stops at the end of the offsets it is handed. Each sample
@@ -352,6 +360,11 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
                 _run_ff(wt, wt_in, dense_src, nc, group, tab_inv, tab_ad, p.v_leak_lsb, p.v_reset_lsb, theta0, p.t_ref_us, off,
                         use_off, inp.t_us, src, offsets, inp.t_end_us, probe_t, pq_ptr, pq_idx, v_probe,
                         max_spikes, *state, cursor, out_t, out_nrn, out_smp, status)
+        elif layers is not None:
+            def run(out_t, out_nrn, out_smp, status):
+                _run_layered(wt_all, net.n_in, order, layer_ptr, nc, p.v_leak_lsb, p.v_reset_lsb, theta0, p.t_ref_us,
+                             off, use_off, inp.t_us, src, offsets, inp.t_end_us, probe_t, pq_ptr, pq_idx, v_probe,
+                             max_spikes, cursor, out_t, out_nrn, out_smp, status)
         else:
             n_blocks = (n + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
             state = (np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, _INF), np.zeros(n, np.bool_), np.zeros(n),

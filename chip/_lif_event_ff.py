@@ -23,7 +23,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._lif_closed_form import _AD, _INF, _INV_SLOW, _INV_TM, _INV_TS, _SLOW_MEM, _TM, _crossing_bound, _next_crossing, _u_at
+from ._lif_closed_form import (_AD, _INF, _INV_SLOW, _INV_TM, _INV_TS, _SLOW_MEM, _TM, _crossing_bound, _next_crossing,
+                               _stays_below, _u_at)
 from ._spikes import BUFFER_FULL, CAP_EXCEEDED, DONE
 
 _CHUNK = 1024  # inputs per chunk: a chunk's times, sources and tables stay in L1 while each neuron passes
@@ -80,6 +81,12 @@ def _own_events(k, horizon, t_end, uk, ck, tl, kk, ex, rf, th, pk, probed, nc, u
     while kk <= horizon and kk < t_end:
         t = kk
         if not ex:  # a lower bound: find the crossing (as _run_events)
+            if horizon < t_end and _stays_below(uk, ck, th, horizon - tl, nc, k):
+                # No crossing up to the horizon (the next event): skip the search; horizon is a lower
+                # bound. The queue integrator would find the crossing, then lose it to the next event's
+                # update (or, if that event leaves the neuron alone, find the same one again later).
+                kk = horizon
+                break
             kk = max(tl + _next_crossing(uk, ck, th, t_end - tl, nc, k), kk)
             ex = True
             continue

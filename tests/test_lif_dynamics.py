@@ -440,3 +440,71 @@ def test_feedforward_path_bit_identical_to_event_queue(seed):
     assert ff.v_probe_lsb.tobytes() == queue.v_probe_lsb.tobytes()
     threaded = simulate_events(w, p, t, src, smp, ns, t_end, **kw, threads=2)
     assert all(x.tobytes() == y.tobytes() for x, y in zip(ff.spikes, threaded.spikes))
+
+
+def layered_case(seed, *, n_in=6, sizes=(12, 6, 3), n_samples=3, m=90, t_end=60.0):
+    """Three layers (inputs -> 12 -> 6 -> 3, plus skip synapses from inputs and layer 1 to the last layer),
+    mismatched neurons, signed weights, refractory periods 0 / short / long, noise and probes."""
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    tm = rng.uniform(5, 15, n)
+    ts = rng.uniform(3, 8, n)
+    ts[0] = tm[0]
+    params = NeuronParams(tm, ts, rng.uniform(70, 90, n), rng.uniform(55, 75, n), rng.uniform(110, 140, n),
+                          rng.choice([0.0, 0.5, 3.0], n))
+    w = np.zeros((n_in + n, n))
+    starts = np.cumsum((0,) + sizes)
+    w[:n_in] = rng.normal(40.0, 60.0, (n_in, n)) * (rng.random((n_in, n)) < 0.7)
+    for a, b, c in zip(starts[:-2], starts[1:-1], starts[2:]):
+        w[n_in + a:n_in + b, b:c] = rng.normal(30.0, 50.0, (b - a, c - b))
+    w[n_in:n_in + sizes[0], starts[2]:] = rng.normal(10.0, 30.0, (sizes[0], sizes[2]))  # skip layer 2
+    smp = rng.integers(0, n_samples, m)
+    t = rng.uniform(0, t_end, m)
+    order = np.lexsort((t, smp))
+    kw = dict(v_th_offset_lsb=rng.normal(0, 2, (n_samples, n)),
+              probe_t_us=np.sort(rng.uniform(0, t_end, 25)), probe_neuron=np.array([0, 13, n - 1]),
+              max_spikes_per_sample=100_000)
+    return (w, params, t[order], rng.integers(0, n_in, m), smp[order], n_samples, t_end), kw
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_layered_path_matches_naive_twin_and_event_queue(seed):
+    """A network without cycles runs layer by layer; it must match the naive twin, and bit for bit the
+    event queue (forced by one synapse from the last neuron back to the first, silent: weight on a
+    neuron that never fires)."""
+    args, kw = layered_case(seed)
+    w, p, t, src, smp, ns, t_end = args
+    res = simulate_events(*args, **kw)
+    ref, v_ref = simulate_events_naive(*args, kw["v_th_offset_lsb"], kw["probe_t_us"], kw["probe_neuron"])
+    assert_same_spikes(res.spikes, ref)
+    np.testing.assert_allclose(res.v_probe_lsb, v_ref, rtol=1e-10, atol=1e-9)
+    n_in, n = w.shape[0] - w.shape[1], w.shape[1]
+    assert len(set(res.spikes.neuron.tolist()) & set(range(12, n))) >= 3  # deeper layers fire
+    # A silent extra neuron that synapses onto layer 0 and is synapsed onto by the last layer: a cycle.
+    w_q = np.zeros((n_in + n + 1, n + 1))
+    w_q[:n_in, :n] = w[:n_in]
+    w_q[n_in:n_in + n, :n] = w[n_in:]
+    w_q[n_in + n, 0] = 50.0
+    w_q[n_in + n - 1, n] = -10.0  # inhibition only: the extra neuron never fires
+    p_q = NeuronParams(*(np.append(a, a[0]) for a in p))
+    kw_q = dict(kw, v_th_offset_lsb=np.hstack([kw["v_th_offset_lsb"], np.zeros((ns, 1))]))
+    queue = simulate_events(w_q, p_q, t, src, smp, ns, t_end, **kw_q)
+    assert n not in queue.spikes.neuron
+    for x, y in zip(res.spikes, queue.spikes):
+        assert x.tobytes() == y.tobytes()
+    assert res.v_probe_lsb.tobytes() == queue.v_probe_lsb[:, :, :].tobytes()
+
+
+def test_neuron_layers_and_cycles():
+    from neurosplit.chip._lif_event_layered import neuron_layers
+    from neurosplit.chip._lif_inputs import prepare_network
+    (w, p, *_), _ = layered_case(0)
+    net = prepare_network(w, p)
+    order, starts = neuron_layers(net.row_ptr, net.col, net.n_in, net.n)
+    layer = np.empty(net.n, int)
+    for i in range(starts.size - 1):
+        layer[order[starts[i]:starts[i + 1]]] = i
+    np.testing.assert_array_equal(layer, [0] * 12 + [1] * 6 + [2] * 3)
+    w[6 + 20, 3] = 1.0  # last layer -> first: a cycle
+    net = prepare_network(w, p)
+    assert neuron_layers(net.row_ptr, net.col, net.n_in, net.n) is None
