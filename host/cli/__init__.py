@@ -16,7 +16,7 @@ from ... import actors
 from ...protocol import NeurosplitError
 from .._report import write_report
 from . import _mismatch
-from . import _chip, _profile, _run, _sweep, _train
+from . import _chip, _profile, _replay, _run, _sweep, _train
 from ._common import VERSION, common_parser, configure_logging
 
 __all__ = ["main", "COMMANDS"]
@@ -34,6 +34,8 @@ COMMANDS = [
                     summary=_sweep.summary),
     _profile.Profile,
     _profile.Compare,
+    SimpleNamespace(NAME=_replay.NAME, HELP=_replay.HELP, add_arguments=_replay.add_arguments, job=_replay.job,
+                    summary=_replay.summary),
 ]
 
 
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     command.summary(report)
     if args.report:
         print(f"report: {write_report(args.report, report)}")
-    return 0
+    return int(report.get("exit_status", 0))  # a job that found a failure (a replay's divergence) says so
 
 
 if __name__ == "__main__":

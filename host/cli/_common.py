@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 import numpy as np
 import structlog
@@ -16,7 +17,8 @@ from ...chip._mismatch import MismatchSpec
 from .._report import traffic_table
 
 __all__ = ["VERSION", "common_parser", "configure_logging", "system_config", "final_weights", "print_traffic",
-           "board_session", "open_job_system", "board_fields", "link_wrapping", "fault_fields"]
+           "board_session", "open_job_system", "board_fields", "link_wrapping", "fault_fields", "add_record_argument",
+           "job_recorder"]
 
 VERSION = "0.1.0"
 
@@ -107,19 +109,55 @@ def board_session(args) -> dict[str, int]:
 @asynccontextmanager
 async def open_job_system(args):
     """The system a job runs on: in this process, or the board at ``--board`` (whose die is the
-    board's: a --chip-seed given with --board must match it)."""
+    board's: a --chip-seed given with --board must match it). With --record, its frames are
+    recorded (job_recorder)."""
     config = system_config(args)
-    if not getattr(args, "board", None):
-        async with actors.open_system(config, wrap=link_wrapping(args).wrap) as system:
-            yield system
-        return
-    if getattr(args, "faults", None) or getattr(args, "reliable", False):
+    if getattr(args, "board", None) and (getattr(args, "faults", None) or getattr(args, "reliable", False)):
         raise ValueError("--faults and --reliable work on a board in this process, not with --board")
-    async with actors.connect_board(args.board, config, timeout_s=args.board_timeout) as system:
-        if "chip_seed" in getattr(args, "given", ()) and system.chip_seed != args.chip_seed:
-            raise ValueError(f"--chip-seed {args.chip_seed} does not match the board at {args.board}, which is chip "
-                             f"{system.chip_seed} (a board's die is its server's --chip-seed)")
-        yield system
+    recorder = job_recorder(args)
+    try:
+        if not getattr(args, "board", None):
+            wrap = link_wrapping(args).wrap
+            async with actors.open_system(config, wrap=wrap if recorder is None else recorder.wrap(wrap)) as system:
+                yield system
+            return
+        wrap_transport = None if recorder is None else recorder.end_wrapper("host", "a")
+        async with actors.connect_board(args.board, config, timeout_s=args.board_timeout,
+                                        wrap_transport=wrap_transport) as system:
+            if "chip_seed" in getattr(args, "given", ()) and system.chip_seed != args.chip_seed:
+                raise ValueError(f"--chip-seed {args.chip_seed} does not match the board at {args.board}, which is "
+                                 f"chip {system.chip_seed} (a board's die is its server's --chip-seed)")
+            yield system
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def add_record_argument(p) -> None:
+    p.add_argument("--record", metavar="PATH",
+                   help="write every frame crossing every link, with link, direction, wall-clock and emulated "
+                        "stamps, to PATH (a .nsrec file for `neurosplit replay`; docs/testing.md); with --board "
+                        "only the host link can be recorded (the board's own links are in its process)")
+
+
+def job_recorder(args):
+    """A FrameRecorder for --record PATH (None without it); its header says what ran and, with
+    --board, that only the host link was recorded."""
+    path = getattr(args, "record", None)
+    if not path:
+        return None
+    from ...actors.testing import FrameRecorder
+
+    remote = bool(getattr(args, "board", None))
+    meta = {"command": getattr(args, "command", None), "version": VERSION, "seed": args.seed,
+            "chip_seed": None if remote else args.chip_seed, "session": board_session(args),
+            "board": args.board if remote else "in-process", "host_only": remote,
+            "faults": {link: asdict(spec) for link, spec in (getattr(args, "faults", None) or {}).items()},
+            "reliable": bool(getattr(args, "reliable", False))}
+    if remote:
+        meta["note"] = (f"only the host link was recorded, at the host's end (board at {args.board}); "
+                        "the board's chip, ppu and synram links live in its process")
+    return FrameRecorder(path, links=("host",) if remote else actors.LINK_NAMES, meta=meta)
 
 
 def board_fields(args, system) -> dict:

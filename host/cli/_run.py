@@ -10,7 +10,7 @@ from ...chip import GENERIC_TARGETS, NEURON_LABEL_BASE
 from ...protocol import TICKS_PER_US
 from .._network import feedforward, place
 from .._report import spikes_sha256, weights_sha256
-from ._common import board_fields, fault_fields, final_weights, open_job_system, print_traffic
+from ._common import add_record_argument, board_fields, fault_fields, final_weights, open_job_system, print_traffic
 
 NAME = "run"
 HELP = "play Poisson spike trains through a small network"
@@ -24,6 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--trial-us", type=float, default=100.0, help="length of each sample, hardware us")
     p.add_argument("--rate-khz", type=float, default=20.0, help="input rate per source, kHz hardware (= Hz bio)")
     p.add_argument("--weight", type=float, default=20.0, help="weight scale in 6-bit codes")
+    add_record_argument(p)
 
 
 async def job(args) -> dict:

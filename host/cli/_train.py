@@ -12,7 +12,8 @@ from .._checkpoint import Checkpointer, load_checkpoint
 from .._surrogate import SurrogateConfig
 from .._tasks import TASKS
 from .._training import LEARNING_SCHEMES, TrainConfig, train
-from ._common import board_fields, board_session, fault_fields, final_weights, open_job_system, print_traffic
+from ._common import (add_record_argument, board_fields, board_session, fault_fields, final_weights, open_job_system,
+                      print_traffic)
 
 DEMO_EPOCHS = 5
 
@@ -119,6 +120,7 @@ class Train:
     def add_arguments(p) -> None:
         p.add_argument("task", choices=list(TASKS))
         add_train_arguments(p)
+        add_record_argument(p)
 
     job = staticmethod(train_job)
     summary = staticmethod(train_summary)
@@ -131,6 +133,7 @@ class Demo:
     @staticmethod
     def add_arguments(p) -> None:
         add_train_arguments(p, epochs_default=DEMO_EPOCHS)
+        add_record_argument(p)
 
     job = staticmethod(train_job)
     summary = staticmethod(train_summary)
