@@ -224,12 +224,12 @@ class Learner:
         return rows, codes.astype(np.uint8)
 
     def _changed_rows(self, before: np.ndarray, after: np.ndarray):
-        changed_src = np.flatnonzero(np.any(before != after, axis=1))
-        rows_all, codes_all = self.row_codes(after)
-        src_all = np.concatenate([np.flatnonzero(self.rows.exc_row >= 0), np.flatnonzero(self.rows.inh_row >= 0)])
-        keep = np.isin(src_all, changed_src)
-        order = np.argsort(rows_all[keep], kind="stable")
-        return rows_all[keep][order], codes_all[keep][order]
+        changed = np.flatnonzero(np.any(before != after, axis=1))
+        exc, inh, signed = self.rows.exc_row[changed], self.rows.inh_row[changed], after[changed]
+        rows = np.concatenate([exc[exc >= 0], inh[inh >= 0]])
+        codes = np.concatenate([np.clip(signed[exc >= 0], 0, None), np.clip(-signed[inh >= 0], 0, None)])
+        order = np.argsort(rows, kind="stable")
+        return rows[order], codes[order].astype(np.uint8)
 
 
 def _block_fixed_point(x: np.ndarray, bits: int) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 __all__ = ["AdamState", "adam_init", "adam_step", "to_fixed_point"]
 
@@ -35,11 +38,25 @@ def adam_step(w, grad, state: AdamState, *, lr: float, beta1: float = 0.9, beta2
     if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
         raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {beta1}, {beta2}")
     step = state.step + 1
-    m = beta1 * state.m + (1.0 - beta1) * grad
-    v = beta2 * state.v + (1.0 - beta2) * grad * grad
-    m_hat = m / (1.0 - beta1**step)
-    v_hat = v / (1.0 - beta2**step)
-    return w - lr * m_hat / (np.sqrt(v_hat) + eps), AdamState(m, v, step)
+    m_old = np.ascontiguousarray(state.m, dtype=np.float64)
+    v_old = np.ascontiguousarray(state.v, dtype=np.float64)
+    w_new, m, v = np.empty_like(w), np.empty_like(w), np.empty_like(w)
+    _adam_kernel(np.ascontiguousarray(w).ravel(), np.ascontiguousarray(grad).ravel(), m_old.ravel(), v_old.ravel(),
+                 float(lr), float(beta1), float(beta2), float(eps), 1.0 - beta1**step, 1.0 - beta2**step,
+                 w_new.ravel(), m.ravel(), v.ravel())
+    return w_new, AdamState(m, v, step)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adam_kernel(w, g, m_old, v_old, lr, beta1, beta2, eps, bias1, bias2, w_new, m, v):
+    """One fused pass of the Adam update; per element the operations of the numpy expression
+    ``w - lr * (m / bias1) / (sqrt(v / bias2) + eps)`` in numpy's order, so the bits are numpy's."""
+    c1, c2 = 1.0 - beta1, 1.0 - beta2
+    for i in range(w.shape[0]):
+        mi = beta1 * m_old[i] + c1 * g[i]
+        vi = beta2 * v_old[i] + c2 * g[i] * g[i]
+        m[i], v[i] = mi, vi
+        w_new[i] = w[i] - lr * (mi / bias1) / (math.sqrt(vi / bias2) + eps)
 
 
 def to_fixed_point(x, *, frac_bits: int, total_bits: int) -> np.ndarray:
