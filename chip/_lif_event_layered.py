@@ -121,6 +121,18 @@ def _neuron_through(k, ev_t, ev_r, m, wk, th, t_end, nc, u_reset, t_ref, v_leak,
     return n_out, DONE
 
 
+@njit(cache=True, nogil=True)
+def _sort_sample(out_t, out_nrn, lo, hi):
+    """Put one sample's spikes [lo, hi) in record order (t, neuron): they come layer by layer."""
+    if hi - lo < 2:
+        return
+    by_n = np.argsort(out_nrn[lo:hi], kind="mergesort")
+    t, nrn = out_t[lo:hi][by_n], out_nrn[lo:hi][by_n]
+    by_t = np.argsort(t, kind="mergesort")  # stable: equal times keep neuron order
+    out_t[lo:hi] = t[by_t]
+    out_nrn[lo:hi] = nrn[by_t]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _run_layered(wt, n_in, order, layer_ptr, nc, v_leak, v_reset, theta0, t_ref, th_off, use_off, in_t, in_src,
                  in_off, t_end, probe_t, pq_ptr, pq_idx, v_probe, max_spikes, cursor, out_t, out_nrn, out_smp, status):
@@ -174,6 +186,7 @@ def _run_layered(wt, n_in, order, layer_ptr, nc, v_leak, v_reset, theta0, t_ref,
                 m = _merge_spikes(ev_t, ev_r, m, sp_t, sp_r, n_in, tmp_t, tmp_r)
                 ev_t, tmp_t = tmp_t, ev_t
                 ev_r, tmp_r = tmp_r, ev_r
+        _sort_sample(out_t, out_nrn, out_start, n_out)
         smp += 1
     cursor[_C_SMP], cursor[_C_OUT] = smp, n_out
     status[0], status[1], status[2] = n_samples, n_out, DONE
