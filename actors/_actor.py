@@ -38,6 +38,11 @@ class BadFrame:
         self.error = error
 
 
+STOP = object()
+"""Inbox item that ends the serve loop once everything queued before it has been handled (a pump
+task's way to stop the actor)."""
+
+
 class Actor:
     """Base class. Subclasses implement ``handle(link_name, msg)`` and may override ``on_bad_frame``."""
 
@@ -63,6 +68,8 @@ class Actor:
                     nursery.start_soon(self._pump, link_name, end, name=f"{self.name}.pump.{link_name}")
                 nursery.start_soon(self.work, name=f"{self.name}.work")
                 async for link_name, item in self._inbox_recv:
+                    if item is STOP:
+                        break
                     if isinstance(item, BadFrame):
                         self.bad_frames += 1
                         self.log.warning("bad_frame", link=link_name, error=str(item.error))

@@ -80,6 +80,7 @@ class _SessionTransport:
         self._first: bytes | None = first_frame
         self.ended = trio.Event()
         self.ended_by = ""  # "board" (the router stopped: the host's Shutdown) or "host" (it went)
+        self.error: RemoteProtocolError | None = None  # what broke the stream, answered by the server
 
     async def send_frame(self, frame: bytes) -> None:
         await self.transport.send_frame(frame)
@@ -90,10 +91,18 @@ class _SessionTransport:
             return frame
         try:
             return await self.transport.receive_frame()
-        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+        except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
             self.ended_by = self.ended_by or "host"
             self.ended.set()
             raise
+        except RemoteProtocolError as exc:
+            # A length beyond the maximum, or a close inside a frame: the stream cannot be
+            # resynchronised. The session ends; the server answers the Error (a board being torn
+            # down could not be relied on to get it out first) and closes.
+            self.error = exc
+            self.ended_by = self.ended_by or "host"
+            self.ended.set()
+            raise trio.EndOfChannel from exc
 
     async def aclose(self) -> None:
         self.ended_by = self.ended_by or "board"
@@ -226,6 +235,9 @@ class BoardServer:
                     await board_transport.ended.wait()
                     record.outcome = "done" if board_transport.ended_by == "board" else "disconnected"
                     scope.cancel()
+            if board_transport.error is not None:
+                await self._answer(transport, Error(fault="remote", in_reply_to="frame",
+                                                    message=str(board_transport.error)))
         except BaseException as exc:
             failed = first_actor_failure(exc)
             if failed is None and not isinstance(exc, Exception):
@@ -251,6 +263,15 @@ class BoardServer:
             self.log.info("session_end", peer=peer, outcome=record.outcome, wall_s=round(record.wall_s, 3),
                           traffic={name: {d: {k: s[k] for k in ("messages", "bytes", "events")}
                                           for d, s in dirs.items()} for name, dirs in record.traffic.items()})
+
+
+    async def _answer(self, transport: StreamTransport, error: Error) -> None:
+        """Send a last Error on a session's socket, if the host still listens."""
+        with trio.move_on_after(self.handshake_timeout_s):
+            try:
+                await transport.send_frame(encode(error))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
 
 def _peer_name(stream: trio.SocketStream) -> str:

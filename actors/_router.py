@@ -32,7 +32,7 @@ from ..protocol import (
     WriteLearnerState,
     WriteWeights,
 )
-from ._actor import Actor
+from ._actor import STOP, Actor
 from ._admission import BoardLimits, admission_problem
 from ._link import LinkEnd
 
@@ -82,9 +82,15 @@ class RouterActor(Actor):
         self.config = config
         self._runs: dict[int, _Run] = {}
         self.dropped_total: dict[str, int] = {}
+        self._greeted = False  # the host's Hello came: requests may be served
+        self._shutting_down = False  # the host's Shutdown came: finish what core and PPU owe, then stop
+        self._inner_closed: set[str] = set()  # of "chip", "ppu": links whose actor has stopped
 
     async def handle(self, link: str, msg: Message) -> None:
         if link == "host":
+            if self._shutting_down:  # the session is over: nobody downstream would serve it
+                self.log.warning("after_shutdown", tag=msg.TAG)
+                return
             await self._from_host(msg)
         elif link == "chip":
             await self._from_core(msg)
@@ -105,8 +111,17 @@ class RouterActor(Actor):
                                       message=f"hello.protocol_version: {msg.protocol_version} is not spoken here "
                                               f"(we speak {PROTOCOL_VERSION})"))
                 return
+            if msg.role != "host":
+                await host.send(Error(fault="remote", in_reply_to="hello",
+                                      message=f"hello.role: a board serves role 'host', got {msg.role!r}"))
+                return
+            self._greeted = True
             await host.send(Hello(protocol_version=PROTOCOL_VERSION, role="board", chip_id=self.config.chip_id,
                                   software="neurosplit"))
+        elif not self._greeted and not isinstance(msg, Shutdown):
+            # the Hello carries the version and the session: nothing is served before it
+            await host.send(Error(fault="remote", in_reply_to=msg.TAG, run_id=getattr(msg, "run_id", -1),
+                                  message=f"{msg.TAG}: a host must open with hello"))
         elif isinstance(msg, (ConfigureNeurons, ConfigureRows)):
             await chip.send(msg)
             await ppu.send(msg)  # the PPU models the network it learns on
@@ -119,7 +134,14 @@ class RouterActor(Actor):
         elif isinstance(msg, SpikeBatch):
             await self._play(msg)
         elif isinstance(msg, Shutdown):
-            await self.forward_shutdown(msg, "chip", "ppu")
+            # Finish what was accepted: core and PPU stop after what they were sent before the
+            # Shutdown, and their replies are still routed up until both have closed their links.
+            self._shutting_down = True
+            for name in ("chip", "ppu"):
+                if name not in self._inner_closed:
+                    await self.links[name].send(msg)
+            if self._inner_closed >= {"chip", "ppu"}:
+                self.stop()
         else:
             await host.send(Error(fault="remote", in_reply_to=msg.TAG,
                                   message=f"{msg.TAG}: not a message the host may send to the board"))
@@ -205,6 +227,15 @@ class RouterActor(Actor):
         else:
             await self.links["host"].send(Error(fault="internal", in_reply_to=msg.TAG,
                                                 message=f"router: unexpected {msg.TAG} from the PPU"))
+
+
+    async def _pump_until_closed(self, link_name: str, end: LinkEnd) -> None:
+        await super()._pump_until_closed(link_name, end)
+        if link_name != "host":
+            self._inner_closed.add(link_name)
+            if self._shutting_down and self._inner_closed >= {"chip", "ppu"}:
+                # core and PPU have stopped after the Shutdown: stop once all they sent is handled
+                self._inbox_send.send_nowait((link_name, STOP))
 
 
 def _chunks(t_ticks: np.ndarray, chunk_events: int, horizon_ticks: int):

@@ -161,3 +161,193 @@ async def test_a_peer_sees_the_end_of_the_stream():
         await peer.expect(Ack, timeout_s=1)
     assert info.value.divergence.expected == "ack" and "closed the link" in str(info.value)
     assert peer.closed
+
+
+# -- the conformance suite ------------------------------------------------------------------------
+
+from neurosplit.actors.conformance import (FAIL, NOT_APPLICABLE, PASS, SCENARIOS, InProcessTarget, junit_xml,  # noqa: E402
+                                           report, run_suite, select, serving_target, table)
+from neurosplit.protocol import RemoteProtocolError, decode  # noqa: E402
+
+ALL = {s.name for s in SCENARIOS}
+RELIABLE = {n for n in ALL if n.startswith("reliable.")}
+
+
+def _by_outcome(results) -> dict[str, set[str]]:
+    out = {PASS: set(), FAIL: set(), NOT_APPLICABLE: set()}
+    for r in results:
+        out[r.outcome].add(r.name)
+    return out
+
+
+def test_the_catalogue_covers_what_the_protocol_defines():
+    groups = {s.group for s in SCENARIOS}
+    assert groups == {"handshake", "exchange", "malformed", "ordering", "flow", "reliable", "session", "training"}
+    assert {f"malformed.{k}" for k in ("bad-crc", "truncated", "bad-msgpack", "unknown-tag", "missing-field",
+                                       "wrong-dtype", "weight-out-of-range", "oversize")} <= ALL
+    assert {"reliable.drop", "reliable.duplicate", "reliable.reorder", "reliable.corrupt"} == RELIABLE
+    assert all(len(s.checks) > 80 for s in SCENARIOS), [s.name for s in SCENARIOS if len(s.checks) <= 80]
+    assert [s.name for s in select("malformed.*,not oversize")] == [f"malformed.{k}" for k in (
+        "bad-crc", "truncated", "bad-msgpack", "unknown-tag", "missing-field", "wrong-dtype", "weight-out-of-range")]
+    assert {s.name for s in select("reliable")} == RELIABLE
+
+
+async def test_the_suite_passes_against_the_in_process_board():
+    with trio.fail_after(120):
+        results = await run_suite(InProcessTarget(chip_seed=2, session_map=SESSION))
+    got = _by_outcome(results)
+    assert got[FAIL] == set(), table(results)
+    assert got[NOT_APPLICABLE] == {"session.reconnect"}
+    assert len(results) == len(SCENARIOS)
+    details = {r.name: r.details for r in results}
+    assert details["training.step"]["rows_changed"] > 0 and details["exchange.run-spikes"]["spikes"] > 0
+    assert all(details[n]["injected"] > 0 for n in RELIABLE)
+    assert details["flow.slow-reader"]["held_while_stalled"] <= 4
+
+
+async def test_the_suite_passes_against_a_board_server():
+    with trio.fail_after(120):
+        async with serving_target(3, session_map=SESSION) as target:
+            results = await run_suite(target)
+            outcomes = [s.outcome.split(":")[0] for s in target.server.sessions]
+    got = _by_outcome(results)
+    assert got[FAIL] == set(), table(results)
+    assert got[NOT_APPLICABLE] == {"malformed.truncated"} | RELIABLE
+    assert "refused" in outcomes and "disconnected" in outcomes and outcomes[-1] == "done"
+
+
+# -- boards broken on purpose ---------------------------------------------------------------------
+
+class _Rewriting:
+    """The board's end of the host link, with what the board sends (up) or receives (down) rewritten."""
+
+    def __init__(self, inner, up=None, down=None):
+        self.inner, self._up, self._down = inner, up, down
+
+    async def send_frame(self, frame):
+        if self._up is not None:
+            try:
+                frame = self._up(frame)
+            except RemoteProtocolError:
+                pass
+        await self.inner.send_frame(frame)
+
+    async def receive_frame(self):
+        frame = await self.inner.receive_frame()
+        return self._down(frame) if self._down is not None else frame
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+    def buffer_used(self):
+        return self.inner.buffer_used()
+
+
+def _rewrite_message(kind, fn):
+    def up(frame):
+        msg = decode(frame)
+        return encode(fn(msg)) if isinstance(msg, kind) else frame
+    return up
+
+
+def _wrong_run_id(msg):
+    return RunComplete(run_id=msg.run_id + 1, n_samples=msg.n_samples, events_in=msg.events_in,
+                       events_out=msg.events_out, dropped=dict(msg.dropped))
+
+
+def _error_without_in_reply_to(frame):
+    from neurosplit.actors.conformance._frames import rebuild
+
+    msg = decode(frame)
+    return rebuild(frame, lambda h, d: h["f"].pop("in_reply_to")) if isinstance(msg, Error) else frame
+
+
+def _fix_the_crc(frame):
+    """A board that skips the CRC check: whatever the body, it is taken as sent."""
+    import struct
+    import zlib
+
+    if len(frame) >= 8:
+        length = struct.unpack_from("<I", frame)[0]
+        if length == len(frame) - 8:
+            return frame[:4] + struct.pack("<I", zlib.crc32(frame[8:])) + frame[8:]
+    return frame
+
+
+RUN_STREAMS = {"exchange.run-spikes", "exchange.observables", "exchange.learning", "ordering.duplicate-run-id",
+               "ordering.horizon-back", "ordering.interleaved-runs", "flow.slow-reader", "training.step"}
+ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello", "handshake.wrong-role",
+                             "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run"} | {
+    n for n in ALL if n.startswith("malformed.")}
+
+
+@pytest.mark.parametrize("broken, fails, mentions", [
+    (lambda t: _Rewriting(t, up=_rewrite_message(RunComplete, _wrong_run_id)), RUN_STREAMS,
+     {"exchange.run-spikes": "(run_complete).run_id: expected 0, received 1"}),
+    (lambda t: _Rewriting(t, up=_error_without_in_reply_to), ERRORS_NAMING_THE_REQUEST,
+     {"malformed.bad-crc": "(error).in_reply_to: expected 'frame', received ''"}),
+    (lambda t: _Rewriting(t, down=_fix_the_crc), {"malformed.bad-crc"},
+     {"malformed.bad-crc": "expected error, received weights"}),
+], ids=["wrong-run-id", "drops-a-field", "accepts-a-bad-crc"])
+async def test_a_broken_board_fails_exactly_the_scenarios_that_cover_its_fault(broken, fails, mentions, tmp_path):
+    target = InProcessTarget(chip_seed=2, session_map=SESSION, wrap_board=broken)
+    with trio.fail_after(120):
+        results = await run_suite(target, select("not reliable"))
+    got = _by_outcome(results)
+    assert got[FAIL] == fails, table(results)
+    by_name = {r.name: r for r in results}
+    for name, text in mentions.items():
+        assert text in by_name[name].text, by_name[name].text
+    # the report and the JUnit XML name the divergence
+    rep = report(results, target.as_dict())
+    assert rep["failed"] == len(fails) and rep["passed"] + rep["failed"] + rep["not_applicable"] == len(results)
+    first = next(s for s in rep["scenarios"] if s["name"] == sorted(mentions)[0])
+    assert first["result"] == FAIL and text in first["divergence"]["text"]
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(junit_xml(results, target=target.description))
+    cases = root.findall("./testsuite/testcase")
+    assert [c.get("name") for c in cases] == [r.name for r in results]
+    failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert set(failed) == fails and text in failed[sorted(mentions)[0]].get("message")
+    assert {c.get("name") for c in cases if c.find("skipped") is not None} == got[NOT_APPLICABLE]
+    assert root.find("testsuite").get("failures") == str(len(fails))
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def test_the_command_writes_table_json_and_junit(tmp_path, capsys):
+    import json
+    import xml.etree.ElementTree as ET
+
+    from neurosplit.host.cli import main
+
+    rep, junit = tmp_path / "c.json", tmp_path / "c.xml"
+    assert main(["conformance", "-k", "handshake,malformed.bad-crc,session", "--chip-seed", "4", "--report", str(rep),
+                 "--junit", str(junit)]) == 0
+    out = capsys.readouterr().out
+    assert "handshake.wrong-role" in out and "pass" in out and "session.reconnect" in out and "n/a" in out
+    data = json.loads(rep.read_text())
+    assert data["command"] == "conformance" and data["failed"] == 0 and data["target"]["chip_seed"] == 4
+    assert {s["name"] for s in data["scenarios"]} == {s.name for s in select("handshake,malformed.bad-crc,session")}
+    cases = ET.parse(junit).getroot().findall("./testsuite/testcase")
+    assert len(cases) == len(data["scenarios"])
+    assert main(["conformance", "--list", "-k", "flow"]) == 0
+    assert "flow.slow-reader" in capsys.readouterr().out
+    assert main(["conformance", "-k", "no-such-scenario"]) == 2
+
+
+def test_the_command_exits_non_zero_when_a_scenario_fails(monkeypatch, capsys):
+    from neurosplit.chip import AnalogCore
+    from neurosplit.host.cli import main
+
+    real = AnalogCore.read_weights
+
+    def off_by_one(self, msg):  # a board that reads back what it was not told to hold
+        w = real(self, msg)
+        return Weights(request_id=w.request_id, row=w.row, column=w.column, weight=(w.weight + 1) % 64)
+
+    monkeypatch.setattr(AnalogCore, "read_weights", off_by_one)
+    assert main(["conformance", "--server", "-k", "exchange.configure-weights,handshake.hello"]) == 1
+    out = capsys.readouterr().out
+    assert "exchange.configure-weights" in out and "fail" in out and "(weights).weight[0,0]" in out

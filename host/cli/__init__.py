@@ -16,7 +16,7 @@ from ... import actors
 from ...protocol import NeurosplitError
 from .._report import write_report
 from . import _mismatch
-from . import _chip, _profile, _replay, _run, _sweep, _train
+from . import _chip, _conformance, _profile, _replay, _run, _sweep, _train
 from ._common import VERSION, common_parser, configure_logging
 
 __all__ = ["main", "COMMANDS"]
@@ -36,6 +36,8 @@ COMMANDS = [
     _profile.Compare,
     SimpleNamespace(NAME=_replay.NAME, HELP=_replay.HELP, add_arguments=_replay.add_arguments, job=_replay.job,
                     summary=_replay.summary),
+    SimpleNamespace(NAME=_conformance.NAME, HELP=_conformance.HELP, add_arguments=_conformance.add_arguments,
+                    job=_conformance.job, summary=_conformance.summary),
 ]
 
 

@@ -1,0 +1,165 @@
+"""Every message type of the catalogue in a valid exchange, and what the board must answer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...protocol import (Ack, Gradients, LearnerState, LearnResult, MembraneSamples, NeuronTrace, ReadLearnerState,
+                         ReadWeights, RunComplete, RunRequest, Shutdown, SpikeBatch, TrainStep, Weights, WriteLearnerState,
+                         WriteWeights)
+from ..testing import Divergence, ExchangeFailed
+from ._common import SAMPLE_TICKS, check_run_stream, collect_run, configure, playback, read_back, small_net
+from ._scenario import Failed, scenario
+
+
+@scenario("exchange.configure-weights")
+async def configure_weights(target):
+    """ConfigureNeurons and ConfigureRows are taken without a reply; WriteWeights is confirmed by an
+    Ack echoing its request_id and tag; ReadWeights is answered by Weights with the same
+    request_id, rows and columns and exactly the codes written (the codes as stored: a board must
+    not change what it was told to hold). A second write to part of the block shows in the next read."""
+    net = small_net()
+    async with target.session() as s:
+        await configure(s.peer, net, request_id=11)
+        await read_back(s.peer, net, request_id=12)
+        rows, cols, block = net.block
+        part = np.full((2, 3), 7, np.uint8)
+        await s.peer.send(WriteWeights(request_id=13, row=rows[:2], column=cols[:3], weight=part))
+        await s.peer.expect(Ack(request_id=13, what="write_weights"))
+        changed = block.copy()
+        changed[:2, :3] = 7
+        await read_back(s.peer, net, request_id=14, weight=changed)
+
+
+@scenario("exchange.run-spikes")
+async def run_spikes(target):
+    """A RunRequest and its input SpikeBatch (horizon at the end of the run) are answered by the
+    recorded spikes (SpikeBatch of the same run_id, ticks non-decreasing, within their sample,
+    chip neuron labels) and a RunComplete last, counting every input event played and every spike
+    sent, with nothing dropped. This is the exchange every inference and training job is made of."""
+    net = small_net()
+    t, label, sample = playback(4)
+    async with target.session() as s:
+        await configure(s.peer, net)
+        await s.peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS))
+        await s.peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
+        first = len(s.peer.received)
+        got = await collect_run(s.peer, 0)
+        summary = check_run_stream(got, 0, 4, first_index=first)
+        done = got[-1]
+        want = RunComplete(run_id=0, n_samples=4, events_in=int(t.size), events_out=done.events_out)
+        if done != want:
+            raise ExchangeFailed(Divergence(first + len(got) - 1, "run_complete", done.TAG, None, want, done))
+        if summary["spikes"] == 0:
+            raise Failed("the network recorded no spike at all: the input did not reach the neurons")
+    return summary
+
+
+@scenario("exchange.observables")
+async def observables(target):
+    """A run with CADC sampling (cadc_period_ticks) and an MADC trace (madc_neuron) and no spike
+    recording sends MembraneSamples (every configured neuron, one row per sample time, times on the
+    period's grid of each sample) and a NeuronTrace of the asked neuron, no SpikeBatch, then
+    RunComplete. Surrogate-gradient training in the loop reads exactly these observables."""
+    net = small_net()
+    t, label, sample = playback(2, seed=4)
+    period = 250
+    async with target.session() as s:
+        await configure(s.peer, net)
+        await s.peer.send(RunRequest(run_id=0, n_samples=2, sample_ticks=SAMPLE_TICKS, cadc_period_ticks=period,
+                                     madc_neuron=3, record_spikes=False))
+        await s.peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=2 * SAMPLE_TICKS))
+        first = len(s.peer.received)
+        got = await collect_run(s.peer, 0)
+        summary = check_run_stream(got, 0, 2, first_index=first)
+        if summary["by_type"].get("spike_batch"):
+            raise Failed("spikes were sent up for a run with record_spikes=False")
+        cadc = [m for m in got if isinstance(m, MembraneSamples)]
+        traces = [m for m in got if isinstance(m, NeuronTrace)]
+        if not cadc or not traces:
+            raise Failed(f"expected membrane_samples and neuron_trace, got {summary['by_type']}")
+        times = np.concatenate([m.t_ticks for m in cadc])
+        grid = np.arange(0, SAMPLE_TICKS, period)
+        want = np.concatenate([k * SAMPLE_TICKS + grid for k in range(2)])
+        if times.shape != want.shape or np.any(times != want):
+            k = int(np.flatnonzero(times[: want.size] != want[: times.size])[0]) if times.size and want.size else 0
+            raise ExchangeFailed(Divergence(first + got.index(cadc[0]), "membrane_samples", "membrane_samples",
+                                            f"t_ticks[{k}]", int(want[k]) if k < want.size else None,
+                                            int(times[k]) if k < times.size else None,
+                                            note=f"{times.size} sample times, expected {want.size}"))
+        neurons = np.unique(net.net.circuits)
+        for m in cadc:
+            if not np.array_equal(np.sort(m.neuron), neurons):
+                raise ExchangeFailed(Divergence(first + got.index(m), "membrane_samples", "membrane_samples", "neuron",
+                                                neurons.tolist(), m.neuron.tolist()))
+        for m in traces:
+            if m.neuron != 3:
+                raise ExchangeFailed(Divergence(first + got.index(m), "neuron_trace", "neuron_trace", "neuron", 3,
+                                                m.neuron))
+    return {**summary, "cadc_samples": int(times.size), "madc_samples": int(sum(m.t_ticks.size for m in traces))}
+
+
+@scenario("exchange.learning")
+async def learning(target):
+    """The learning messages: ConfigureLearning; a run with learn=True followed by a TrainStep that
+    only evaluates (apply_update false) and reports gradients is answered by RunComplete, Gradients
+    (shape sources x model neurons) and LearnResult (same run, n_samples, spike counts per model
+    neuron); ReadLearnerState answers LearnerState with step 0; WriteLearnerState is confirmed by an
+    Ack and a second read returns exactly the state written. Checkpoints rely on this round trip."""
+    net = small_net()
+    n_src, n_model = net.net.trainable.shape
+    t, label, sample = playback(4, seed=5)
+    async with target.session() as s:
+        peer = s.peer
+        await configure(peer, net)
+        await peer.send(net.placement.learning(net.net))
+        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
+        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
+        await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16), apply_update=False,
+                                  report_gradients=True))
+        first = len(peer.received)
+        got = await peer.receive_until(lambda m: isinstance(m, LearnResult), timeout_s=60)
+        tags = [m.TAG for m in got]
+        if tags != ["run_complete", "gradients", "learn_result"]:
+            want = [RunComplete, Gradients, LearnResult]
+            for i, m in enumerate(got):
+                if i >= len(want) or not isinstance(m, want[i]):
+                    raise ExchangeFailed(Divergence(first + i, want[i].TAG if i < len(want) else None, m.TAG,
+                                                    None, None, m))
+        check_run_stream(got[:1], 0, 4, first_index=first)
+        grads, result = got[1], got[2]
+        if grads.run_id != 0 or grads.grad.shape != (n_src, n_model):
+            raise ExchangeFailed(Divergence(first + 1, "gradients", "gradients", "grad.shape", (n_src, n_model),
+                                            grads.grad.shape))
+        if result.run_id != 0 or result.n_samples != 4 or result.spike_count.shape != (n_model,):
+            raise ExchangeFailed(Divergence(first + 2, "learn_result", "learn_result", "spike_count.shape",
+                                            (n_model,), result.spike_count.shape))
+        if not np.isfinite(result.loss) or result.loss != grads.loss:
+            raise ExchangeFailed(Divergence(first + 2, "learn_result", "learn_result", "loss", grads.loss,
+                                            result.loss, note="the loss of the step, as in its gradients"))
+        await peer.send(ReadLearnerState(request_id=21))
+        state = await peer.expect(lambda m: isinstance(m, LearnerState) and m.request_id == 21 and m.step == 0,
+                                  timeout_s=30)
+        rng = np.random.default_rng(7)
+        shadow = np.where(net.net.trainable, np.round(rng.normal(10, 5, state.shadow.shape), 3), 0.0)
+        m1, m2 = rng.normal(0, 1, shadow.shape), rng.uniform(0, 1, shadow.shape)
+        await peer.send(WriteLearnerState(request_id=22, step=3, shadow=shadow, adam_m=m1, adam_v=m2))
+        await peer.expect(Ack(request_id=22, what="write_learner_state"), timeout_s=30)
+        await peer.send(ReadLearnerState(request_id=23))
+        await peer.expect(LearnerState(request_id=23, step=3, shadow=shadow, adam_m=m1, adam_v=m2), timeout_s=30)
+    return {"loss": float(result.loss), "n_correct": int(result.n_correct)}
+
+
+@scenario("exchange.shutdown")
+async def shutdown(target):
+    """After Shutdown the board finishes what it accepted and closes the link, sending nothing
+    unasked: a Weights reply requested just before the Shutdown still arrives, then the stream
+    ends. A host that says goodbye must be able to tell the board is gone, not wait for ever."""
+    net = small_net()
+    async with target.session() as s:
+        await configure(s.peer, net)
+        rows, cols, block = net.block
+        await s.peer.send(ReadWeights(request_id=31, row=rows, column=cols))
+        await s.peer.send(Shutdown(reason="conformance"))
+        await s.peer.expect(Weights(request_id=31, row=rows, column=cols, weight=block))
+        await s.peer.expect_end(timeout_s=10)
