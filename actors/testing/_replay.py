@@ -202,7 +202,7 @@ async def _exchange(peer: ScriptedPeer, exchange: list[tuple[int, FrameRecord]],
                 raise ValueError(f"record {rec_index} (host link, up) does not decode: {exc}") from None
     ends = _ends_with_shutdown(downs)
     expected = _Expected(ups)
-    found: list[tuple[Divergence, int]] = []
+    found: list[tuple[int, Divergence, int]] = []  # (position among the replies, divergence, record index)
     state = {"sent": 0, "received": 0, "compared": 0, "senders_done": False}
     recorded = [r.wall_ns for _, r in exchange]
 
@@ -219,56 +219,57 @@ async def _exchange(peer: ScriptedPeer, exchange: list[tuple[int, FrameRecord]],
         expected.progress.set()
 
     async def receive_all(cancel: trio.CancelScope) -> None:
-        while True:
+        # A divergence found, the replay goes on until every reply recorded before it has come, so
+        # that the one reported is the first in the recording's order, whatever the arrival order.
+        while not (found and expected.prefix > min(pos for pos, _, _ in found)):
             if expected.prefix == len(ups) and state["senders_done"] and not ends:
                 break  # no Shutdown recorded: what the board sends after the recording ended is not checked
             try:
                 msg = await peer.receive(timeout_s)
-            except StreamEnded:
+            except ExchangeFailed as exc:  # StreamEnded too: the board closed the link
                 missing = expected.first_missing()
-                if missing is not None:
-                    pos, rec_index, want = expected.by_key[_key_of(expected, missing)][0]
-                    found.append((Divergence(pos, want.TAG, None, None, want, None,
-                                             note="the board closed the link"), rec_index))
-                break
-            except ExchangeFailed as exc:
-                missing = expected.first_missing()
-                d = exc.divergence
-                if missing is not None:
-                    pos, rec_index, want = expected.by_key[_key_of(expected, missing)][0]
-                    found.append((dataclasses.replace(d, index=pos, expected=want.TAG, expected_value=want),
-                                  rec_index))
-                else:
-                    found.append((dataclasses.replace(d, index=len(ups)), -1))
+                if missing is None:
+                    if not isinstance(exc, StreamEnded):
+                        found.append((len(ups), dataclasses.replace(exc.divergence, index=len(ups)), -1))
+                    break
+                pos, rec_index, want = expected.by_key[_key_of(expected, missing)][0]
+                d = dataclasses.replace(exc.divergence, index=pos, expected=want.TAG, expected_value=want)
+                found.append((pos, d, rec_index))
                 break
             state["received"] += 1
-            queue = expected.by_key.get(reply_key(msg))
+            key = reply_key(msg)
+            queue = expected.by_key.get(key)
             if not queue:
-                found.append((Divergence(state["received"] - 1, None, msg.TAG, None, None, msg,
-                                         note="no such reply in the recording"), -1))
+                pos = expected.prefix
+                found.append((pos, Divergence(pos, None, msg.TAG, None, None, msg,
+                                              note=f"the recording has no further reply of {_key_text(key)}"), -1))
                 break
-            pos, rec_index, want = queue[0]
+            pos, rec_index, want = queue.popleft()
             d = message_divergence(want, msg, ignore=ignore)
             if d is not None:
-                found.append((dataclasses.replace(d, index=pos), rec_index))
-                break
-            queue.popleft()
-            expected.match(pos)
-            state["compared"] += 1
+                found.append((pos, dataclasses.replace(d, index=pos), rec_index))
+            else:
+                state["compared"] += 1
+            expected.match(pos)  # answered, as recorded or not: the frames that waited for it may go
         cancel.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_all, nursery.cancel_scope)
         nursery.start_soon(receive_all, nursery.cancel_scope)
     if not found and state["sent"] < len(downs):
-        found.append((Divergence(len(ups), None, None, None, None, None,
-                                 note=f"the board closed the link with {len(downs) - state['sent']} recorded "
-                                      f"frame(s) still to send"), -1))
-    divergence, rec_index = found[0] if found else (None, -1)
+        found.append((len(ups), Divergence(len(ups), None, None, None, None, None,
+                                           note=f"the board closed the link with {len(downs) - state['sent']} "
+                                                f"recorded frame(s) still to send"), -1))
+    found.sort(key=lambda item: item[0])
+    _, divergence, rec_index = found[0] if found else (0, None, -1)
     notes = [] if ends else ["the recording ends without a Shutdown: replies after its last frame were not checked"]
     span = (max(recorded) - min(recorded)) / 1e9 if recorded else 0.0
     return ReplayReport(divergence, state["sent"], state["received"], state["compared"], len(ups), math.nan, span,
                         "", rec_index, ignore, notes)
+
+
+def _key_text(key: tuple) -> str:
+    return f"{key[0]} {key[1]}" if len(key) > 1 else "this kind (no run or request id)"
 
 
 def _key_of(expected: _Expected, pos: int) -> tuple:
