@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..protocol import MAX_LABEL, ChipLimitError
 from ._params import N_NEURONS, N_ROWS, NEURON_LABEL_BASE, WEIGHT_MAX
@@ -354,10 +355,20 @@ def effective_weights(array: SynapseArray, gain, input_label, neuron, *,
     src = _lookup(labels, array.row_label[on].astype(np.int64))
     rows, src = on[src >= 0], src[src >= 0]
     w = np.zeros((labels.size, neuron.size), np.float64)
-    contrib = (array.row_sign[rows].astype(np.float64)[:, None] * array.weight[np.ix_(rows, neuron)]
-               * gain[np.ix_(rows, neuron)] * float(lsb_per_code))
-    np.add.at(w, src, contrib)  # in row order: deterministic when several rows answer one label
+    _add_rows(w, src, rows, neuron, array.row_sign.astype(np.float64), np.ascontiguousarray(array.weight),
+              np.ascontiguousarray(gain), float(lsb_per_code))
     return w
+
+
+@njit(cache=True, nogil=True)
+def _add_rows(w, src, rows, neuron, sign, weight, gain, lsb_per_code):
+    """w[src[i], j] += sign * code * gain * lsb_per_code of row rows[i] at column neuron[j], rows in the
+    given (ascending) order: deterministic when several rows answer one label."""
+    for i in range(rows.shape[0]):
+        r, s = rows[i], src[i]
+        for j in range(neuron.shape[0]):
+            c = neuron[j]
+            w[s, j] += sign[r] * weight[r, c] * gain[r, c] * lsb_per_code
 
 
 def code_gradient(grad_w_lsb, array: SynapseArray, layout: RowLayout, gain, input_label, neuron, *,
