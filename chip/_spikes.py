@@ -134,7 +134,7 @@ def _in_record_order(t: np.ndarray, nrn: np.ndarray, smp: np.ndarray) -> SpikeRe
     return SpikeRecord(t, nrn, smp)
 
 
-def sample_blocks(n_samples: int, threads: int, min_block: int = 32) -> list[tuple[int, int]]:
+def sample_blocks(n_samples: int, threads: int, min_block: int = 8) -> list[tuple[int, int]]:
     """Contiguous sample ranges [lo, hi) covering 0..n_samples, at most ``threads`` of them and each
     of at least ``min_block`` samples (so small batches stay in one piece), near-equal in size."""
     k = max(1, min(int(threads), n_samples // max(min_block, 1)))

@@ -44,7 +44,7 @@ def test_sample_blocks_cover_every_sample_once():
         blocks = sample_blocks(n, threads)
         assert blocks[0][0] == 0 and blocks[-1][1] == n
         assert all(a[1] == b[0] for a, b in zip(blocks[:-1], blocks[1:]))
-        assert len(blocks) <= max(threads, 1) and (len(blocks) == 1 or min(hi - lo for lo, hi in blocks) >= 32)
+        assert len(blocks) <= max(threads, 1) and (len(blocks) == 1 or min(hi - lo for lo, hi in blocks) >= 8)
 
 
 def test_threads_must_be_positive():
