@@ -180,3 +180,58 @@ def test_replay_command_exit_status_and_report(tmp_path, capsys):
     bad.write_bytes(bad.read_bytes()[:-3])
     assert main(["replay", str(bad)]) == 2
     assert "truncated frame" in capsys.readouterr().err
+
+
+async def test_a_recording_under_host_link_faults_holds_the_actors_frames_and_replays():
+    wrapping = actors.wrap_links({"host": kit.FaultSpec(drop=0.05, dup=0.05, reorder=0.05, corrupt=0.01)}, seed=1)
+    rec = kit.FrameRecorder(meta={"chip_seed": 4})
+    async with kit.running_system(CONFIG, wrap=wrapping.wrap, recorder=rec) as system:
+        await train(system.host, SMALL)
+    rec.close()
+    assert wrapping.statistics()["faults"]["host"]["down"]["frames"] > 0  # the faults were under the recorder
+    assert "link_frame" not in {r.tag for r in rec.records}  # above reliable delivery: the actors' own frames
+    report = await kit.replay(kit.Recording(rec.meta, rec.records))
+    assert report.ok, report.verdict()
+
+
+async def test_ignored_fields_are_left_out_of_the_comparison():
+    rec = kit.FrameRecorder()
+    rows, cols = np.array([0], np.uint16), np.array([3, 4], np.uint16)
+    async with kit.board_peer(kit.quick_config(1), recorder=rec) as peer:
+        await peer.hello({"calibrate": 0})
+        await peer.send(WriteWeights(request_id=1, row=rows, column=cols, weight=np.array([[1, 2]], np.uint8)))
+        await peer.receive()
+        await peer.send(ReadWeights(request_id=2, row=rows, column=cols))
+        await peer.receive()
+        await peer.send(Shutdown())
+        await peer.expect_end()
+    changed, _, _ = _with_weight_changed(kit.Recording({}, rec.records), 0, 1)
+    assert (await kit.replay(changed)).divergence.field == "weight[0,1]"
+    report = await kit.replay(changed, ignore=frozenset({"weights.weight"}))
+    assert report.ok and report.compared == 3 and report.ignore == {"weights.weight"}
+
+
+def test_record_and_replay_from_the_command_line_with_a_board_server(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    serve = [sys.executable, "-c", "import sys; from neurosplit.host.cli import main; sys.exit(main())",
+             "chip", "serve", "--listen", "127.0.0.1:0", "--chip-seed", "5", "--log-level", "warning"]
+    proc = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving chip 5 on"), line
+        address = line.split(" on ")[1].split()[0]
+        path = tmp_path / "remote.nsrec"
+        assert main(["run", "--samples", "2", "--no-calibrate", "--board", address, "--record", str(path)]) == 0
+        recording = kit.read_recording(path)
+        assert recording.meta["links"] == ["host"] and recording.meta["host_only"] is True
+        assert recording.meta["board"] == address and "only the host link" in recording.meta["note"]
+        assert [r.tag for r in recording.records[:2]] == ["hello", "hello"] and recording.records[-1].tag == "shutdown"
+        capsys.readouterr()
+        assert main(["replay", str(path), "--board", address]) == 0  # the same server, a fresh board
+        assert main(["replay", str(path)]) == 0  # in this process, chip 5 from the board's recorded Hello
+        assert capsys.readouterr().out.count("no divergence") == 2
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

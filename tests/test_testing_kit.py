@@ -120,6 +120,7 @@ async def test_recording_changes_no_result_and_holds_every_frame(tmp_path):
     host = back.link("host")
     assert [r.tag for r in host[:2]] == ["hello", "hello"] and host[-1].tag == "shutdown"
     assert all(r.emulated_from == "link" and r.emulated_ticks > 0 for r in back.records if r.link in ("host", "chip"))
+    assert any(r.run_time for r in back.link("chip"))  # run frames on the event lanes: ticks since their run began
     down = [r.emulated_ticks for r in back.link("host", "down")]
     assert down == sorted(down)  # a sender's emulated clock never goes back
     for r in back.records:

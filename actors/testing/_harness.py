@@ -17,11 +17,11 @@ import trio
 from .._board import BoardServer, session_config
 from .._link import Link
 from .._system import System, SystemConfig, TransportWrapper, open_board, open_system
-from .._transport import memory_transport_pair
+from .._transport import FrameTransport, memory_transport_pair
 from ._peer import ScriptedPeer
 from ._recording import FrameRecorder
 
-__all__ = ["quick_config", "running_system", "board_peer", "serving_board"]
+__all__ = ["quick_config", "running_system", "board_peer", "serving_board", "ScriptEnd"]
 
 
 def quick_config(chip_seed: int = 0, **session: int) -> SystemConfig:
@@ -29,6 +29,27 @@ def quick_config(chip_seed: int = 0, **session: int) -> SystemConfig:
     unless ``session`` says otherwise. Built from a Hello session, as a board server builds its
     own, so a recording made on it replays on a default replay board."""
     return session_config(chip_seed, {"calibrate": 0, **session})
+
+
+class ScriptEnd:
+    """The script's end of a host link (a ScriptedPeer's, a replay's): passes frames through
+    unchanged. It is not an "ideal" in-process transport, so the board's end of the link sends
+    real frames (bytes with their CRC), as on a wire: what a script reads, sends and records."""
+
+    def __init__(self, inner: FrameTransport) -> None:
+        self.inner = inner
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self.inner.send_frame(frame)
+
+    async def receive_frame(self) -> bytes:
+        return await self.inner.receive_frame()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def buffer_used(self) -> int:
+        return self.inner.buffer_used()
 
 
 def _wrapping(wrap: Mapping[str, TransportWrapper] | None, recorder: FrameRecorder | None) -> dict:
@@ -54,6 +75,7 @@ async def board_peer(config: SystemConfig | None = None, *, wrap: Mapping[str, T
     config = quick_config() if config is None else config
     wrap = _wrapping(wrap, recorder)
     a, b = memory_transport_pair(config.link_buffer)
+    a = ScriptEnd(a)
     if "host" in wrap:
         a, b = wrap["host"](a, b)
     host_link = Link("host", config.link_buffer, transports=(a, b), model=config.models().get("host"))

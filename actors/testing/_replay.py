@@ -41,6 +41,7 @@ from .._socket import StreamTransport, parse_address
 from .._system import SystemConfig, open_board
 from .._transport import memory_transport_pair
 from ._diff import Divergence, message_divergence
+from ._harness import ScriptEnd
 from ._peer import ExchangeFailed, ScriptedPeer, StreamEnded
 from ._recording import FrameRecord, Recording, read_recording
 
@@ -154,6 +155,7 @@ async def replay(recording: str | Path | Recording | Sequence[FrameRecord],
     else:
         config = board if isinstance(board, SystemConfig) else replay_config(records, meta)
         a, b = memory_transport_pair(config.link_buffer)
+        a = ScriptEnd(a)
         host_link = Link(link, config.link_buffer, transports=(a, b), model=config.models().get(link))
         with trio.CancelScope() as scope:
             async with open_board(config, host_link.b):
