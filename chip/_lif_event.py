@@ -1,22 +1,10 @@
 """Exact event-driven LIF integration of a batch (eventprop.md §1.2).
 
-Per neuron, with u = V - v_leak (LSB above the leak) and hardware time in us::
-
-    tau_mem du/dt = -u + I,   tau_syn dI/dt = -I,   u >= theta = v_th + offset - v_leak  ->  spike.
-
-Between events the state evolves in closed form. With d = 1/tau_syn - 1/tau_mem::
-
-    I(s) = I0 exp(-s/tau_syn),   u(s) = u0 exp(-s/tau_mem) + I0 g(s),
-    g(s) = tau_syn/(tau_mem - tau_syn) (exp(-s/tau_mem) - exp(-s/tau_syn)),
-
-and g is evaluated through expm1 so it stays accurate as tau_mem -> tau_syn, where it becomes the
-degenerate kernel (s/tau) exp(-s/tau) (used exactly when tau_mem == tau_syn).
-
-u has at most one critical point, at s* = tau_mem log1p(x)/e with e = tau_mem/tau_syn - 1 and
-x = e (I0 - u0)/(I0 + e u0) (the peak formula of eventprop.md §1.2 rewritten so that e -> 0 is
-smooth). So [0, horizon] splits into at most two monotone pieces; the first crossing sits in the
-first piece whose end is at or above theta, and a safeguarded Newton iteration (Newton steps inside
-a shrinking bracket, bisection when a step leaves it) finds it to ~1e-14 relative.
+The closed-form propagator and the threshold-crossing search are ``_lif_closed_form``'s (its docstring
+has the equations). Networks without neuron -> neuron synapses go neuron by neuron (``_lif_event_ff``),
+networks whose neuron synapses form no cycle layer by layer (``_lif_event_layered``); both are
+give the event queue's bits (the layered one up to exact time ties, see there); the queue below runs
+recurrent networks.
 
 The state is lazy: each neuron keeps (u, I) at the time it was last touched and a key, the time of
 its next event: a refractory release, an exact crossing, or a cheap lower bound of the crossing
