@@ -2,7 +2,7 @@
 
 The closed-form propagator and the threshold-crossing search are ``_lif_closed_form``'s (its docstring
 has the equations). Networks without neuron -> neuron synapses go neuron by neuron (``_lif_event_ff``),
-networks whose neuron synapses form no cycle layer by layer (``_lif_event_layered``); both are
+networks whose neuron synapses form no cycle layer by layer (``_lif_event_layered``); both
 give the event queue's bits (the layered one up to exact time ties, see there); the queue below runs
 recurrent networks.
 
