@@ -1,6 +1,12 @@
 """Frame transports: what carries a link end's frames. In-process channels today; wrappers
 (fault injection, hardware link models, reliable delivery) and sockets implement the same four
 methods, so a link end never knows what is underneath.
+
+A transport may say it is ``ideal``: it delivers exactly the frame objects it was handed, in order,
+inside this process. Only MemoryTransport does. A Link whose two ends both sit on ideal transports
+sends frames as sealed FrameParts (header bytes plus the message's own arrays, never joined) and
+without CRC, since nothing between the ends can corrupt them; every other link sends ``bytes``
+with a CRC and its receiver requires one (docs/protocol.md, "Checksums and in-process frames").
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ class FrameTransport(Protocol):
 
 
 class MemoryTransport:
-    """A transport over two bounded trio memory channels (``buffer`` frames each way; 0 is a rendezvous)."""
+    """A transport over two bounded trio memory channels (``buffer`` frames each way; 0 is a rendezvous).
+    Frames are any objects (``bytes`` or FrameParts): what is sent is what is received."""
+
+    ideal = True
 
     def __init__(self, send: trio.MemorySendChannel, receive: trio.MemoryReceiveChannel) -> None:
         self._send = send
         self._receive = receive
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame) -> None:
         await self._send.send(frame)
 
     async def receive_frame(self) -> bytes:

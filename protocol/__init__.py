@@ -7,11 +7,14 @@ from ._base import MAX_LABEL, MAX_MAP_LEN, MAX_STR_BYTES, FrozenDict, Message, m
 from ._codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FRAME_HEADER_BYTES,
+    UNCHECKED,
+    FrameParts,
     FrameReader,
     decode,
     decode_body,
     encode,
     encode_body,
+    encode_parts,
 )
 from ._errors import ChipLimitError, LocalProtocolError, NeurosplitError, ProtocolError, RemoteProtocolError
 from ._messages import *  # noqa: F401,F403  (the catalogue; __all__ lists it)
@@ -20,8 +23,8 @@ from ._time import ACCELERATION, TICK_NS, TICKS_PER_US, bio_ms_to_us, ticks_to_u
 
 __all__ = [
     "MAX_LABEL", "MAX_MAP_LEN", "MAX_STR_BYTES", "FrozenDict", "Message", "message_classes",
-    "DEFAULT_MAX_FRAME_BYTES", "FRAME_HEADER_BYTES", "FrameReader",
-    "decode", "decode_body", "encode", "encode_body",
+    "DEFAULT_MAX_FRAME_BYTES", "FRAME_HEADER_BYTES", "UNCHECKED", "FrameParts", "FrameReader",
+    "decode", "decode_body", "encode", "encode_body", "encode_parts",
     "ChipLimitError", "LocalProtocolError", "NeurosplitError", "ProtocolError", "RemoteProtocolError",
     "ACCELERATION", "TICK_NS", "TICKS_PER_US", "bio_ms_to_us", "ticks_to_us", "us_to_bio_ms", "us_to_ticks",
     *_message_names,

@@ -148,26 +148,55 @@ class Message:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-def _from_wire(cls: type[Message], scalars: dict, arrays: dict) -> Message:
+def _from_wire(cls: type[Message], scalars: dict, arrays: dict, check: bool = True) -> Message:
     """A message from decoded fields, with the constructor's checks except the array conversions:
-    the decoder has already matched each array's dtype and shape against the class, so only the
-    scalars (received values) and the relations between fields (``_check``) remain to check.
-    Absent scalars take their defaults (the decoder refuses frames missing a required one)."""
-    if "_SCALARS" not in cls.__dict__:
-        _resolve_scalars(cls)
+    the decoder has already matched each array's dtype and shape against the class (and made it
+    read-only), so only the scalars (received values) and the relations between fields
+    (``_check``) remain to check. Absent scalars take their defaults (the decoder refuses frames
+    missing a required one). ``check=False`` skips ``_check``: only for the fields of a message
+    that was validated when it was built (a sealed in-process frame, protocol/_codec.py).
+
+    The scalar types are checked by exact type first (what msgpack hands out: int, float, bool,
+    str; the unpacker has already bounded string lengths and UTF-8), and through the
+    constructor's ``_check_scalar`` only for maps and for values of a wrong type (its errors)."""
+    spec = _WIRE_SPECS.get(cls) or _wire_spec(cls)
     msg = object.__new__(cls)
-    defaults = _scalar_defaults(cls)
-    for name, kind in cls._SCALARS.items():
-        value = scalars[name] if name in scalars else defaults[name]()
-        object.__setattr__(msg, name, _check_scalar(cls.TAG, name, value, kind))
-    for name in cls.ARRAYS:
-        arr = arrays[name]
-        if arr.flags.writeable:  # views into a writable buffer (a bytearray) must not change under us
-            arr = arr.view()
-            arr.flags.writeable = False
-        object.__setattr__(msg, name, arr)
-    msg._check()
+    put = object.__setattr__
+    tag = cls.TAG
+    for name, want, kind in spec:
+        if name in scalars:
+            value = scalars[name]
+            got = type(value)
+            if got is not want:
+                if want is float and got is int:
+                    value = float(value)
+                else:  # maps, wrong types (the error), and bool/int subclasses
+                    value = _check_scalar(tag, name, value, kind)
+        else:
+            value = _scalar_defaults(cls)[name]()
+            if want is None:  # a map's default: a fresh dict, frozen
+                value = _check_scalar(tag, name, value, kind)
+        put(msg, name, value)
+    for name, arr in arrays.items():
+        put(msg, name, arr)
+    if check:
+        msg._check()
     return msg
+
+
+_WIRE_SPECS: dict[type, tuple[tuple[str, type | None, Any], ...]] = {}
+
+
+def _wire_spec(cls: type[Message]) -> tuple[tuple[str, type | None, Any], ...]:
+    """(name, exact Python type a decoded value must have to pass as is, annotation) per scalar
+    field: int, float, bool and str pass on their type alone; maps (None here) always go through
+    ``_check_scalar``, which checks their keys and values and freezes them."""
+    spec = []
+    for name, kind in scalar_kinds(cls).items():
+        want = kind if kind in (int, float, bool, str) else None
+        spec.append((name, want, kind))
+    _WIRE_SPECS[cls] = found = tuple(spec)
+    return found
 
 
 _DEFAULTS: dict[type, dict] = {}

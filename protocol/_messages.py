@@ -250,15 +250,26 @@ class SpikeBatch(Message):
     horizon_ticks: int
 
     def _check(self) -> None:
-        self._same_length("t_ticks", "label", "sample")
+        t = self.t_ticks
+        n = t.shape[0]
+        if self.label.shape[0] != n or self.sample.shape[0] != n:
+            self._same_length("t_ticks", "label", "sample")
         if self.horizon_ticks < 0:
             self._fail("horizon_ticks", f"must be >= 0, got {self.horizon_ticks}")
-        self._at_least("t_ticks", 0, "tick")
-        self._non_decreasing("t_ticks")
-        if self.t_ticks.size and self.t_ticks[-1] >= self.horizon_ticks:
-            self._fail(f"t_ticks[{self.t_ticks.size - 1}]",
-                       f"tick {self.t_ticks[-1]} is not below horizon_ticks {self.horizon_ticks}")
-        self._at_most("label", MAX_LABEL, "label")
+        if not n:
+            return
+        # Every message on the spike path runs this: two array passes in the common case (ticks in
+        # order, labels' maximum). Ticks in order are non-negative iff the first is; the slow
+        # helpers run only to name the fault, in the order the rules are listed.
+        if n > 1 and (t[1:] < t[:-1]).any():
+            self._at_least("t_ticks", 0, "tick")
+            self._non_decreasing("t_ticks")
+        if t[0] < 0:
+            self._at_least("t_ticks", 0, "tick")
+        if t[n - 1] >= self.horizon_ticks:
+            self._fail(f"t_ticks[{n - 1}]", f"tick {t[n - 1]} is not below horizon_ticks {self.horizon_ticks}")
+        if self.label.max() > MAX_LABEL:
+            self._at_most("label", MAX_LABEL, "label")
 
     def n_events(self) -> int:
         return int(self.t_ticks.shape[0])
