@@ -98,3 +98,29 @@ class Progress:
         elif final:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def training_report(*, task: str, learning: str, seed: int, history: list, samples: int, wall_s: float,
+                    n_hidden: int, quantisation: dict, config: dict, net, **extra) -> dict:
+    """The report of a training (DESIGN.md "Reports"): accuracies and losses per epoch from ``history``
+    (records with train_accuracy, train_loss, test_accuracy, hidden_spikes_per_sample), throughput over
+    ``samples`` trained in ``wall_s`` seconds, and ``extra`` keys. Keys with a leading underscore are
+    for the command line and are not written."""
+    return {
+        "task": task,
+        "learning": learning,
+        "seed": seed,
+        "test_accuracy": history[-1].test_accuracy,
+        "train_accuracy": [h.train_accuracy for h in history],
+        "train_loss": [h.train_loss for h in history],
+        "test_accuracy_per_epoch": [h.test_accuracy for h in history],
+        "wall_s": wall_s,
+        "samples_per_s": samples / wall_s,
+        "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / n_hidden),
+        "quantisation": quantisation,
+        "config": config,
+        **extra,
+        "_training_samples": samples,
+        "_net": net,
+    }
+

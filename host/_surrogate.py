@@ -31,6 +31,7 @@ from ..chip._surrogate import (READOUTS, count_regulariser, readout_cross_entrop
 from ..chip._synapses import CURRENT_LSB_PER_CODE
 from ..protocol import TICKS_PER_US
 from ._network import Network, Placement, feedforward, place
+from ._report import training_report
 from ._tasks import TASKS, encode_task, load_task, n_sources
 
 __all__ = ["SurrogateConfig", "SurrogateModel", "SurrogateStep", "EpochRecord", "build_network", "encode_ticks",
@@ -393,20 +394,6 @@ async def deploy(board, cfg: SurrogateConfig, signed_codes, n_out: int) -> Surro
 
 def _report(cfg: SurrogateConfig, history: list[EpochRecord], placement: Placement, net: Network, n_train: int,
             wall: float) -> dict:
-    samples = cfg.epochs * n_train
-    return {
-        "task": cfg.task,
-        "learning": cfg.learning,
-        "seed": cfg.seed,
-        "test_accuracy": history[-1].test_accuracy,
-        "train_accuracy": [h.train_accuracy for h in history],
-        "train_loss": [h.train_loss for h in history],
-        "test_accuracy_per_epoch": [h.test_accuracy for h in history],
-        "wall_s": wall,
-        "samples_per_s": samples / wall,
-        "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / cfg.n_hidden),
-        "quantisation": asdict(placement.report),
-        "config": asdict(cfg),
-        "_training_samples": samples,
-        "_net": net,
-    }
+    return training_report(task=cfg.task, learning=cfg.learning, seed=cfg.seed, history=history,
+                           samples=cfg.epochs * n_train, wall_s=wall, n_hidden=cfg.n_hidden,
+                           quantisation=asdict(placement.report), config=asdict(cfg), net=net)

@@ -24,6 +24,7 @@ from ..chip._learner import Learner, LearnerConfig
 from ..protocol import TICKS_PER_US
 from ._checkpoint import Checkpointer, TrainState, check_fingerprint
 from ._network import Network, Placement, feedforward, place
+from ._report import training_report
 from ._surrogate import SurrogateConfig, train_surrogate
 from ._yinyang import YINYANG_SEEDS, encode_ttfs, yin_yang
 
@@ -227,24 +228,10 @@ async def train(board, cfg: TrainConfig, *, progress: Callable[[dict], None] | N
         if progress is not None:
             progress({"epoch": epoch + 1, "epochs": cfg.epochs, "done": True, **asdict(history[-1])})
     wall = time.perf_counter() - t_start
-    return {
-        "task": "yinyang",
-        "learning": cfg.learning,
-        "seed": cfg.seed,
-        "test_accuracy": history[-1].test_accuracy,
-        "train_accuracy": [h.train_accuracy for h in history],
-        "train_loss": [h.train_loss for h in history],
-        "test_accuracy_per_epoch": [h.test_accuracy for h in history],
-        "wall_s": wall,
-        "samples_per_s": samples / wall,
-        "resumed_from": None if resume is None else {"epoch": resume.epoch, "batch": resume.batch},
-        "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / cfg.n_hidden),
-        "quantisation": asdict(placement.report),
-        "config": {k: v for k, v in asdict(cfg).items()},
-        **info,
-        "_training_samples": samples,
-        "_net": net,
-    }
+    return training_report(
+        task="yinyang", learning=cfg.learning, seed=cfg.seed, history=history, samples=samples, wall_s=wall,
+        n_hidden=cfg.n_hidden, quantisation=asdict(placement.report), config=asdict(cfg), net=net,
+        resumed_from=None if resume is None else {"epoch": resume.epoch, "batch": resume.batch}, **info)
 
 
 async def evaluate(board, cfg: TrainConfig, net: Network, learner: Learner | None, x: np.ndarray, y: np.ndarray) -> float:
