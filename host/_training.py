@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..chip import NeuronParams, YINYANG_TARGETS
+from ..chip import YINYANG_TARGETS
 from ..chip._learner import Learner, LearnerConfig
 from ..protocol import TICKS_PER_US
 from ._checkpoint import Checkpointer, TrainState, check_fingerprint
