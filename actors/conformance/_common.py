@@ -55,7 +55,7 @@ async def configure(peer: ScriptedPeer, net: Net, request_id: int = 1) -> None:
     await peer.send(p.rows)
     await peer.send(WriteWeights(request_id=request_id, row=p.weight_rows, column=p.weight_columns,
                                  weight=p.weight_block))
-    await peer.expect(Ack(request_id=request_id, what="write_weights"), timeout_s=30)
+    await peer.expect(Ack(request_id=request_id, what="write_weights"))
 
 
 async def read_back(peer: ScriptedPeer, net: Net, request_id: int, weight: np.ndarray | None = None) -> Weights:
@@ -63,11 +63,11 @@ async def read_back(peer: ScriptedPeer, net: Net, request_id: int, weight: np.nd
     rows, cols, block = net.block
     await peer.send(ReadWeights(request_id=request_id, row=rows, column=cols))
     want = Weights(request_id=request_id, row=rows, column=cols, weight=block if weight is None else weight)
-    return await peer.expect(want, timeout_s=30)
+    return await peer.expect(want)
 
 
 async def expect_error(peer: ScriptedPeer, *, mentions: str, in_reply_to: str | tuple[str, ...] | None = None,
-                       fault: str = "remote", run_id: int | None = None, timeout_s: float = 10.0) -> Error:
+                       fault: str = "remote", run_id: int | None = None, timeout_s: float | None = None) -> Error:
     """The next message must be an Error with ``fault``, replying to ``in_reply_to`` (one of, if a
     tuple), for ``run_id`` (if given), whose text names ``mentions``."""
     index = len(peer.received)
@@ -133,7 +133,7 @@ def check_run_stream(messages: list[Message], run_id: int, n_samples: int, *, fi
     return {"by_type": by, "spikes": n_spikes}
 
 
-async def collect_run(peer: ScriptedPeer, run_id: int, *, timeout_s: float = 30.0) -> list[Message]:
+async def collect_run(peer: ScriptedPeer, run_id: int, *, timeout_s: float | None = None) -> list[Message]:
     """Everything up to and including the next RunComplete (an Error ends it too); check it with
     check_run_stream, which names a RunComplete of another run as a divergence."""
     return await peer.receive_until(lambda m: isinstance(m, (RunComplete, Error)), timeout_s=timeout_s)

@@ -118,7 +118,7 @@ async def learning(target):
         await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16), apply_update=False,
                                   report_gradients=True))
         first = len(peer.received)
-        got = await peer.receive_until(lambda m: isinstance(m, LearnResult), timeout_s=60)
+        got = await peer.receive_until(lambda m: isinstance(m, LearnResult))
         tags = [m.TAG for m in got]
         if tags != ["run_complete", "gradients", "learn_result"]:
             want = [RunComplete, Gradients, LearnResult]
@@ -138,15 +138,14 @@ async def learning(target):
             raise ExchangeFailed(Divergence(first + 2, "learn_result", "learn_result", "loss", grads.loss,
                                             result.loss, note="the loss of the step, as in its gradients"))
         await peer.send(ReadLearnerState(request_id=21))
-        state = await peer.expect(lambda m: isinstance(m, LearnerState) and m.request_id == 21 and m.step == 0,
-                                  timeout_s=30)
+        state = await peer.expect(lambda m: isinstance(m, LearnerState) and m.request_id == 21 and m.step == 0)
         rng = np.random.default_rng(7)
         shadow = np.where(net.net.trainable, np.round(rng.normal(10, 5, state.shadow.shape), 3), 0.0)
         m1, m2 = rng.normal(0, 1, shadow.shape), rng.uniform(0, 1, shadow.shape)
         await peer.send(WriteLearnerState(request_id=22, step=3, shadow=shadow, adam_m=m1, adam_v=m2))
-        await peer.expect(Ack(request_id=22, what="write_learner_state"), timeout_s=30)
+        await peer.expect(Ack(request_id=22, what="write_learner_state"))
         await peer.send(ReadLearnerState(request_id=23))
-        await peer.expect(LearnerState(request_id=23, step=3, shadow=shadow, adam_m=m1, adam_v=m2), timeout_s=30)
+        await peer.expect(LearnerState(request_id=23, step=3, shadow=shadow, adam_m=m1, adam_v=m2))
     return {"loss": float(result.loss), "n_correct": int(result.n_correct)}
 
 
@@ -162,4 +161,4 @@ async def shutdown(target):
         await s.peer.send(ReadWeights(request_id=31, row=rows, column=cols))
         await s.peer.send(Shutdown(reason="conformance"))
         await s.peer.expect(Weights(request_id=31, row=rows, column=cols, weight=block))
-        await s.peer.expect_end(timeout_s=10)
+        await s.peer.expect_end()

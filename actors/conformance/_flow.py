@@ -48,7 +48,7 @@ async def slow_reader(target):
         first = len(peer.received)
         got = []
         for _ in range(N_READS):
-            got.append(await peer.receive(timeout_s=30))
+            got.append(await peer.receive())
             if len(got) % 50 == 0:
                 await trio.sleep(0.01)  # and reads slowly
         want = [Weights(request_id=1000 + i, row=rows[:2], column=cols[:2], weight=block[:2, :2]) for i in range(N_READS)]
@@ -56,7 +56,7 @@ async def slow_reader(target):
         if found is not None:
             raise ExchangeFailed(Divergence(first + found.index, found.expected, found.received, found.field,
                                             found.expected_value, found.received_value))
-        run = await peer.receive_until(lambda m: m.TAG in ("run_complete", "error"), timeout_s=30)
+        run = await peer.receive_until(lambda m: m.TAG in ("run_complete", "error"))
         summary = check_run_stream(run, 3, N_SAMPLES, first_index=first + N_READS)
         done = run[-1]
         if dict(done.dropped) or done.events_in != t.size:

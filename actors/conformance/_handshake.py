@@ -18,7 +18,7 @@ async def _still_greets(target, session) -> None:
     """After a refusal the board still serves a proper host: on the same link in this process; on
     a server the refused connection is closed, and a new one is served."""
     if isinstance(target, SocketTarget):
-        await session.peer.expect_end(timeout_s=10)
+        await session.peer.expect_end()
         async with target.session() as again:
             if again.hello.role != "board":
                 raise ExchangeFailed(Divergence(0, "hello", "hello", "role", "board", again.hello.role))

@@ -12,19 +12,19 @@ from ._scenario import scenario
 from ._target import NotApplicable
 
 _WHY = {
-    "bad-crc": "a frame whose body does not match its CRC-32 (one bit flipped in the array data): the "
+    "bad-crc": "A frame whose body does not match its CRC-32 (one bit flipped in the array data): the "
                "link corrupted it, and a board must not act on corrupted bytes.",
-    "truncated": "a frame shorter than its header says: a sender that lost bytes, or a cut write.",
-    "bad-msgpack": "a body whose header is not msgpack at all (the byte 0xc1): garbage from a peer that "
+    "truncated": "A frame shorter than its header says: a sender that lost bytes, or a cut write.",
+    "bad-msgpack": "A body whose header is not msgpack at all (the byte 0xc1): garbage from a peer that "
                    "does not speak the protocol.",
-    "unknown-tag": "a message type the catalogue does not have (run_reqest): unknown is refused, not "
+    "unknown-tag": "A message type the catalogue does not have (run_reqest): unknown is refused, not "
                    "ignored, so a typo or a newer peer shows at once.",
-    "missing-field": "a RunRequest without its required run_id: no default may stand in for a required field.",
-    "wrong-dtype": "a SpikeBatch whose t_ticks are declared int32 instead of int64: types never change, "
+    "missing-field": "A RunRequest without its required run_id: no default may stand in for a required field.",
+    "wrong-dtype": "A SpikeBatch whose t_ticks are declared int32 instead of int64: types never change, "
                    "and reading the bytes as another dtype would misplace every event.",
-    "weight-out-of-range": "a WriteWeights holding the code 64, beyond the 6-bit range: the message's own "
+    "weight-out-of-range": "A WriteWeights holding the code 64, beyond the 6-bit range: the message's own "
                            "checks run on decoding, and a board must not store what the chip cannot hold.",
-    "oversize": "a frame header announcing a 4 GiB body: refused from the header alone, before the body "
+    "oversize": "A frame header announcing a 4 GiB body: refused from the header alone, before the body "
                 "is waited for or buffered, so a peer cannot make the board allocate it.",
 }
 
@@ -45,7 +45,7 @@ def _make(name: str):
             err = await expect_error(peer, mentions=field, in_reply_to="frame")
             if name == "oversize" and target.byte_stream:
                 # the stream cannot be resynchronised after a refused length: the board closes it
-                await peer.expect_end(timeout_s=10)
+                await peer.expect_end()
                 return {"error": err.message, "closed": True}
             await read_back(peer, net, request_id=41)  # nothing accepted before was lost
             rows, cols, _ = net.block
@@ -56,6 +56,9 @@ def _make(name: str):
     run.__doc__ = (f"{_WHY[name]} The board answers with an Error (fault remote, in reply to frame) whose "
                    f"text names {field}, then reads back the weights written before unchanged and confirms a "
                    f"new write: it keeps serving and loses nothing already accepted.")
+    if name == "oversize":
+        run.__doc__ += (" On a byte stream (a board server) the length cannot be skipped, so there the board "
+                        "answers the Error and closes the connection instead; the next connection is served.")
     return run
 
 

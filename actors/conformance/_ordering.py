@@ -66,7 +66,7 @@ async def horizon_back(target):
         await s.peer.send(_batch(1, stale, np.array([0], np.uint16), np.array([0], np.uint32), half + 1))
         await s.peer.send(_batch(1, t[late], label[late], sample[late], 2 * SAMPLE_TICKS))
         first = len(s.peer.received)
-        got = await s.peer.receive_until(lambda m: isinstance(m, RunComplete), timeout_s=30)
+        got = await s.peer.receive_until(lambda m: isinstance(m, RunComplete))
         errors = [m for m in got if m.TAG == "error"]
         if len(errors) != 1 or "spike_batch.t_ticks" not in errors[0].message or errors[0].run_id != 1:
             raise Failed(f"expected one Error for run 1 naming spike_batch.t_ticks, got {[repr(e) for e in errors]}")
@@ -101,7 +101,7 @@ async def request_ids(target):
                 Weights(request_id=3, row=r, column=c, weight=one), Ack(request_id=7, what="write_weights"),
                 Weights(request_id=8, row=r, column=c, weight=two)]
         first = len(s.peer.received)
-        got = [await s.peer.receive(timeout_s=10) for _ in want]
+        got = [await s.peer.receive() for _ in want]
         found = first_divergence(want, got)
         if found is not None:
             raise ExchangeFailed(Divergence(first + found.index, found.expected, found.received, found.field,
@@ -132,7 +132,7 @@ async def interleaved_runs(target):
         first = len(s.peer.received)
         got, complete = [], set()
         while complete != {1, 2}:
-            msg = await s.peer.receive(timeout_s=30)
+            msg = await s.peer.receive()
             got.append(msg)
             if isinstance(msg, RunComplete):
                 complete.add(msg.run_id)

@@ -12,7 +12,7 @@ from ._common import SAMPLE_TICKS, collect_run, configure, playback, small_net
 from ._scenario import Failed, scenario
 from ._target import NotApplicable
 
-RELIABLE = ReliableConfig(rto_s=0.01, max_rto_s=0.1, ack_delay_s=0.001, link_timeout_s=20.0)
+RELIABLE = ReliableConfig(rto_s=0.01, max_rto_s=0.1, ack_delay_s=0.001, link_timeout_s=60.0)
 KINDS = {
     "drop": FaultSpec(drop=0.25),
     "duplicate": FaultSpec(dup=0.3),
@@ -31,7 +31,7 @@ async def _exchange(target, **session_kw) -> tuple[list, object]:
         for i in range(6):
             await s.peer.send(ReadWeights(request_id=50 + i, row=rows[i:i + 3], column=cols))
         for _ in range(6):
-            await s.peer.receive(timeout_s=30)
+            await s.peer.receive()
         for run_id in (0, 1):
             t, label, sample = playback(2, seed=20 + run_id)
             await s.peer.send(RunRequest(run_id=run_id, n_samples=2, sample_ticks=SAMPLE_TICKS))

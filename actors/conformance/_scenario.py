@@ -44,7 +44,7 @@ class Scenario:
     name: str
     checks: str
     run: Callable[[Target], Awaitable[dict | None]]
-    timeout_s: float = 60.0
+    timeout_s: float = 600.0
 
     @property
     def group(self) -> str:
@@ -80,7 +80,7 @@ SCENARIOS: list[Scenario] = []
 """The catalogue, in the order the suite runs it."""
 
 
-def scenario(name: str, *, timeout_s: float = 60.0):
+def scenario(name: str, *, timeout_s: float = 600.0):
     """Register ``run(target)`` as a scenario; its docstring is the "checks / why" paragraph."""
 
     def register(fn):

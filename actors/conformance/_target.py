@@ -25,7 +25,12 @@ from .._transport import FrameTransport, memory_transport_pair
 from ..testing import Divergence, ExchangeFailed, ScriptedPeer, StreamEnded
 
 __all__ = ["Target", "InProcessTarget", "SocketTarget", "Session", "NotApplicable", "serving_target",
-           "DEFAULT_SESSION"]
+           "DEFAULT_SESSION", "REPLY_S"]
+
+REPLY_S = 120.0
+"""How long a scenario waits for any one reply: generous, since the first run of a fresh install
+compiles the numba kernels (tens of seconds on a busy machine). A correct board answers in
+milliseconds; a broken one that never answers costs this much."""
 
 DEFAULT_SESSION = {"seed": 0, "calibrate": 0}
 """What the suite's Hello asks of a board: no calibration (seconds per configuration), seed 0."""
@@ -72,7 +77,7 @@ class Target:
                 "session": dict(self.session_map)}
 
 
-async def _close(peer: ScriptedPeer, timeout_s: float = 3.0) -> None:
+async def _close(peer: ScriptedPeer, timeout_s: float = 10.0) -> None:
     """End a session politely: Shutdown, then wait for the board to close the link."""
     with trio.move_on_after(timeout_s):
         try:
@@ -120,7 +125,7 @@ class InProcessTarget(Target):
             host_side, board_side = wrap(host_side, board_side)
         if self.wrap_board is not None:
             board_side = self.wrap_board(board_side)
-        peer = ScriptedPeer(host_side, name="host", max_frame_bytes=self.max_frame_bytes)
+        peer = ScriptedPeer(host_side, name="host", max_frame_bytes=self.max_frame_bytes, timeout_s=REPLY_S)
         with trio.CancelScope() as scope:
             async with open_board(config, board_side) as board:
                 session = Session(peer, self, board=board, reliable=stats, faults=fault_counts)
@@ -163,7 +168,7 @@ class SocketTarget(Target):
         host, port = parse_address(self.address)
         stream = await trio.open_tcp_stream(host, port)
         return ScriptedPeer(StreamTransport(stream, self.max_frame_bytes), name="host",
-                            max_frame_bytes=self.max_frame_bytes)
+                            max_frame_bytes=self.max_frame_bytes, timeout_s=REPLY_S)
 
     async def connect_and_greet(self) -> tuple[ScriptedPeer, Hello]:
         """A new connection whose Hello the board has answered; retries while the server is still
@@ -174,7 +179,7 @@ class SocketTarget(Target):
             try:
                 await peer.send(Hello(protocol_version=PROTOCOL_VERSION, role="host", software="neurosplit-peer",
                                       session=self.session_map))
-                reply = await peer.receive(timeout_s=self.busy_wait_s)
+                reply = await peer.receive()
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await peer.aclose()

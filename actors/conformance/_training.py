@@ -36,7 +36,7 @@ async def training_step(target):
                                    horizon_ticks=N_SAMPLES * SAMPLE_TICKS))
         await peer.send(TrainStep(run_id=0, label=labels))
         first = len(peer.received)
-        got = await peer.receive_until(lambda m: isinstance(m, LearnResult) or m.TAG == "error", timeout_s=60)
+        got = await peer.receive_until(lambda m: isinstance(m, LearnResult) or m.TAG == "error")
         done = next((m for m in got if isinstance(m, RunComplete)), None)
         result = got[-1]
         if done is None or not isinstance(result, LearnResult):

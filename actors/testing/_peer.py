@@ -10,7 +10,6 @@ carrying the first Divergence when a reply is not the one the script expected.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import trio
@@ -38,14 +37,18 @@ class StreamEnded(ExchangeFailed):
 class ScriptedPeer:
     """Speaks to a board as a host would (``role``), over ``transport``.
 
-    name: for error texts. max_frame_bytes: largest frame accepted from the board.
+    name: for error texts. max_frame_bytes: largest frame accepted from the board. timeout_s:
+    how long a receive waits when the call gives no timeout (seconds).
     ``sent``: every message (or raw frame, as bytes) sent, in order; ``received``: every message
     received, in order (``index`` of a Divergence is a position in ``received``).
     """
 
     def __init__(self, transport: FrameTransport, *, role: str = "host", name: str = "peer",
-                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, timeout_s: float = 5.0) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.transport = transport
+        self.timeout_s = timeout_s
         self.role = role
         self.name = name
         self.max_frame_bytes = max_frame_bytes
@@ -64,7 +67,7 @@ class ScriptedPeer:
         await self.transport.send_frame(bytes(frame))
         self.sent.append(bytes(frame))
 
-    async def hello(self, session: dict[str, int] | None = None, *, timeout_s: float = 5.0) -> Hello:
+    async def hello(self, session: dict[str, int] | None = None, *, timeout_s: float | None = None) -> Hello:
         """Say hello as ``role`` (asking for ``session``) and expect the board's Hello back."""
         await self.send(Hello(protocol_version=PROTOCOL_VERSION, role=self.role, software="neurosplit-peer",
                               session=session or {}))
@@ -74,12 +77,14 @@ class ScriptedPeer:
         await self.transport.aclose()
 
     # -- receiving --------------------------------------------------------------------------
-    async def receive(self, timeout_s: float = 5.0) -> Message:
+    async def receive(self, timeout_s: float | None = None) -> Message:
         """The next message from the board, decoded. Raises ExchangeFailed if nothing comes within
-        ``timeout_s`` seconds, if the frame does not decode, and StreamEnded if the link closed."""
+        ``timeout_s`` seconds (None: the peer's ``timeout_s``), if the frame does not decode, and
+        StreamEnded if the link closed."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         index = len(self.received)
         frame = None
-        with trio.move_on_after(timeout_s if timeout_s is not None else math.inf):
+        with trio.move_on_after(timeout_s):
             try:
                 frame = await self.transport.receive_frame()
             except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -101,7 +106,7 @@ class ScriptedPeer:
         self.received.append(msg)
         return msg
 
-    async def expect(self, expected: Message | type | Callable[[Message], Any], *, timeout_s: float = 5.0,
+    async def expect(self, expected: Message | type | Callable[[Message], Any], *, timeout_s: float | None = None,
                      ignore: frozenset[str] = frozenset()) -> Message:
         """Receive the next message and check it; return it.
 
@@ -133,7 +138,7 @@ class ScriptedPeer:
                                             found.received_value, found.note))
         return msg
 
-    async def receive_until(self, done: Callable[[Message], bool], *, timeout_s: float = 5.0,
+    async def receive_until(self, done: Callable[[Message], bool], *, timeout_s: float | None = None,
                             max_messages: int = 100_000) -> list[Message]:
         """Messages received up to and including the first for which ``done`` is true (each one
         must come within ``timeout_s``)."""
@@ -146,8 +151,9 @@ class ScriptedPeer:
         raise ExchangeFailed(Divergence(len(self.received), None, out[-1].TAG if out else None, None, None, None,
                                         note=f"{self.name}: {max_messages} messages without the one awaited"))
 
-    async def expect_end(self, *, timeout_s: float = 5.0) -> None:
+    async def expect_end(self, *, timeout_s: float | None = None) -> None:
         """The board must close the link without sending anything more."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             msg = await self.receive(timeout_s)
         except StreamEnded:
