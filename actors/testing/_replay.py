@@ -104,7 +104,7 @@ def replay_config(records: Sequence[FrameRecord], meta: dict | None = None) -> S
     """The configuration of a board like the recorded one: its die from the board's recorded
     Hello (else meta ``chip_seed``), everything else from the session the host's Hello asked for."""
     meta = meta or {}
-    chip_seed, session = meta.get("chip_seed", 0), {}
+    chip_seed, session = meta.get("chip_seed") or 0, {}  # null in a host-only recording's header
     for r in records:
         if r.link != "host" or r.tag != "hello":
             continue
