@@ -164,7 +164,11 @@ async def test_a_recording_of_the_host_end_replays_against_a_board_server():
 
 def test_replay_command_exit_status_and_report(tmp_path, capsys):
     path, out = tmp_path / "run.nsrec", tmp_path / "replay.json"
-    assert main(["run", "--samples", "2", "--no-calibrate", "--record", str(path)]) == 0
+    plain, recorded = tmp_path / "plain.json", tmp_path / "recorded.json"
+    assert main(["run", "--samples", "2", "--no-calibrate", "--report", str(plain)]) == 0
+    assert main(["run", "--samples", "2", "--no-calibrate", "--record", str(path), "--report", str(recorded)]) == 0
+    a, b = json.loads(plain.read_text()), json.loads(recorded.read_text())
+    assert (a["weights_sha256"], a["spikes_sha256"]) == (b["weights_sha256"], b["spikes_sha256"])
     assert main(["replay", str(path), "--report", str(out)]) == 0
     assert "no divergence" in capsys.readouterr().out
     assert json.loads(out.read_text())["replay"]["ok"] is True

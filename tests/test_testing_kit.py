@@ -98,14 +98,15 @@ async def _train(recorder=None, learning="on-chip-eventprop"):
         report = await train(system.host, replace(SMALL, learning=learning))
         weights = await system.host.read_weights(np.arange(N_ROWS, dtype=np.uint16),
                                                  np.arange(N_NEURONS, dtype=np.uint16))
-    return report, weights_sha256(weights.weight), system.traffic()  # after the Shutdown: every frame
+    return report, weights_sha256(weights.weight), system  # read after the Shutdown: every frame counted
 
 
 async def test_recording_changes_no_result_and_holds_every_frame(tmp_path):
     plain, plain_sha, _ = await _train()
     rec = kit.FrameRecorder(tmp_path / "t.nsrec", keep=True)
-    recorded, recorded_sha, traffic = await _train(rec)
+    recorded, recorded_sha, system = await _train(rec)
     rec.close()
+    traffic = system.traffic()
     assert recorded_sha == plain_sha
     assert recorded["train_loss"] == plain["train_loss"] and recorded["test_accuracy"] == plain["test_accuracy"]
     back = kit.read_recording(tmp_path / "t.nsrec")
@@ -121,6 +122,11 @@ async def test_recording_changes_no_result_and_holds_every_frame(tmp_path):
     assert [r.tag for r in host[:2]] == ["hello", "hello"] and host[-1].tag == "shutdown"
     assert all(r.emulated_from == "link" and r.emulated_ticks > 0 for r in back.records if r.link in ("host", "chip"))
     assert any(r.run_time for r in back.link("chip"))  # run frames on the event lanes: ticks since their run began
+    for link in ("host", "chip"):  # the latest arrival each far end saw, as the link model counted it
+        counters = system.links[link].timeline.counters
+        for direction in ("down", "up"):
+            arrivals = [r.emulated_ticks for r in back.link(link, direction) if not r.run_time]
+            assert max(arrivals) == counters[direction].received_arrival_ticks, (link, direction)
     down = [r.emulated_ticks for r in back.link("host", "down")]
     assert down == sorted(down)  # a sender's emulated clock never goes back
     for r in back.records:
