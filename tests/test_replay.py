@@ -184,6 +184,11 @@ def test_replay_command_exit_status_and_report(tmp_path, capsys):
     bad.write_bytes(bad.read_bytes()[:-3])
     assert main(["replay", str(bad)]) == 2
     assert "truncated frame" in capsys.readouterr().err
+    shutdown = next(r for r in kit.read_recording(path).records if r.link == "host" and r.tag == "shutdown")
+    path.write_bytes(path.read_bytes()[:shutdown.offset + 30])  # as a killed job leaves it: the Shutdown cut short
+    assert main(["replay", str(path), "--partial"]) == 0
+    text = capsys.readouterr().out
+    assert "no divergence" in text and "cut short at byte" in text and "without a Shutdown" in text
 
 
 async def test_a_recording_under_host_link_faults_holds_the_actors_frames_and_replays():

@@ -81,6 +81,14 @@ def test_a_damaged_recording_names_the_record_and_its_offset(tmp_path):
         text = str(info.value)
         assert f"record {index} at byte offset {offsets[index]}" in text and problem in text, (name, text)
         assert str(path) in text
+    # partial: a file cut by a kill keeps its whole records; corruption is still refused
+    for cut, n in ((offsets[3] + RECORD_HEADER + 5, 3), (offsets[2] + 10, 2), (len(data), 6)):
+        path.write_bytes(data[:cut])
+        partial = kit.read_recording(path, partial=True)
+        assert len(partial.records) == n and partial.truncated_at == (None if n == 6 else offsets[n])
+    path.write_bytes(_patch(data, offsets[1] + 4, 9))
+    with pytest.raises(kit.RecordingError, match="record 1 at byte offset"):
+        kit.read_recording(path, partial=True)
     path.write_bytes(b"PK\x03\x04" + data[4:])
     with pytest.raises(kit.RecordingError, match="file header at byte offset 0: not a neurosplit recording"):
         kit.read_recording(path)

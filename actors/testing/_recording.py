@@ -288,6 +288,7 @@ class Recording:
     meta: dict
     records: list[FrameRecord]
     path: Path | None = None
+    truncated_at: int | None = None  # read with partial=True: where the cut-short record began
 
     def link(self, name: str, direction: str | None = None) -> list[FrameRecord]:
         """The records of one link (and direction), in order."""
@@ -299,11 +300,16 @@ class RecordingReader:
 
     ``meta`` (including ``links``) is read on opening; iterating yields FrameRecords and raises
     RecordingError, naming the record and its byte offset, at the first truncated or corrupt one.
+    partial: a record cut short by the end of the file (a recording whose process was killed)
+    ends the iteration instead, and ``truncated_at`` holds its offset; corruption still raises.
     """
 
-    def __init__(self, path: str | Path, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, path: str | Path, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 partial: bool = False) -> None:
         self.path = Path(path)
         self.max_frame_bytes = max_frame_bytes
+        self.partial = partial
+        self.truncated_at: int | None = None
         self._file = open(self.path, "rb")
         try:
             self.meta, self.version, self._start = self._read_header()
@@ -348,6 +354,9 @@ class RecordingReader:
             if not head:
                 return
             if len(head) < _RECORD.size:
+                if self.partial:
+                    self.truncated_at = offset
+                    return
                 raise self._fail(index, offset, f"truncated record header: {len(head)} of {_RECORD.size} bytes")
             n, link, flags, reserved, wall_ns, emulated = _RECORD.unpack(head)
             if link >= len(self.links) or flags & ~_KNOWN_FLAGS or reserved or n < 8 or n > self.max_frame_bytes:
@@ -355,6 +364,9 @@ class RecordingReader:
                                                 f"flags {flags:#x}, reserved {reserved})")
             frame = f.read(n)
             if len(frame) < n:
+                if self.partial:
+                    self.truncated_at = offset
+                    return
                 raise self._fail(index, offset, f"truncated frame: the record says {n} bytes, {len(frame)} remain")
             if int.from_bytes(frame[:4], "little") != n - 8:
                 raise self._fail(index, offset, f"corrupt frame: its own length field says "
@@ -375,7 +387,8 @@ class RecordingReader:
         self.close()
 
 
-def read_recording(path: str | Path) -> Recording:
-    """The whole recording at ``path``; RecordingError (naming the record and offset) if it is damaged."""
-    with RecordingReader(path) as reader:
-        return Recording(reader.meta, list(reader), reader.path)
+def read_recording(path: str | Path, *, partial: bool = False) -> Recording:
+    """The whole recording at ``path``; RecordingError (naming the record and offset) if it is
+    damaged. partial: keep the whole records before one cut short by the end of the file."""
+    with RecordingReader(path, partial=partial) as reader:
+        return Recording(reader.meta, list(reader), reader.path, reader.truncated_at)

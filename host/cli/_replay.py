@@ -12,6 +12,8 @@ HELP = "replay the host side of a --record recording against a fresh board and r
 
 def add_arguments(p) -> None:
     p.add_argument("recording", metavar="PATH", help="a .nsrec file written by --record (run, train, demo)")
+    p.add_argument("--partial", action="store_true",
+                   help="replay the whole records of a recording cut short (its job was killed) instead of refusing it")
     p.add_argument("--ignore", action="append", default=[], metavar="FIELD",
                    help="leave this field out of the comparison (a name, tag.name or a dotted map path, e.g. "
                         "hello.software); may be repeated. Nothing is ignored by default: no message carries "
@@ -24,9 +26,12 @@ def add_arguments(p) -> None:
 
 async def job(args) -> dict:
     path = Path(args.recording)
-    recording = read_recording(path)
+    recording = read_recording(path, partial=args.partial)
     report = await replay(recording, args.board or None, ignore=frozenset(args.ignore), timeout_s=args.board_timeout)
     meta = {k: recording.meta.get(k) for k in ("command", "seed", "chip_seed", "session", "board", "host_only")}
+    if recording.truncated_at is not None:
+        report.notes.append(f"the file was cut short at byte {recording.truncated_at}; "
+                            f"the {len(recording.records)} whole records before it were replayed")
     return {"recording": str(path), "recorded": meta, "records": len(recording.records), "replay": report.as_dict(),
             "verdict": report.verdict(), "exit_status": 0 if report.ok else 1}
 
