@@ -275,9 +275,11 @@ def _fix_the_crc(frame):
 
 
 RUN_STREAMS = {"exchange.run-spikes", "exchange.observables", "exchange.learning", "ordering.duplicate-run-id",
-               "ordering.horizon-back", "ordering.interleaved-runs", "flow.slow-reader", "training.step"}
+               "ordering.horizon-back", "ordering.interleaved-runs", "ordering.duplicate-train-step", "flow.slow-reader",
+               "training.step"}
 ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello", "handshake.wrong-role",
-                             "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run"} | {
+                             "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run",
+                             "ordering.duplicate-train-step"} | {
     n for n in ALL if n.startswith("malformed.")}
 
 
@@ -312,6 +314,32 @@ async def test_a_broken_board_fails_exactly_the_scenarios_that_cover_its_fault(b
     assert set(failed) == fails and text in failed[sorted(mentions)[0]].get("message")
     assert {c.get("name") for c in cases if c.find("skipped") is not None} == got[NOT_APPLICABLE]
     assert root.find("testsuite").get("failures") == str(len(fails))
+
+
+def _wrong_sequence_numbers(frame):
+    """A board whose reliable link numbers its data frames one too high."""
+    from neurosplit.protocol import LinkFrame
+
+    msg = decode(frame)
+    if isinstance(msg, LinkFrame) and msg.seq >= 0:
+        return encode(LinkFrame(seq=msg.seq + 1, ack=msg.ack, payload=msg.payload, sack=msg.sack))
+    return frame
+
+
+async def test_a_board_with_wrong_sequence_numbers_fails_the_reliable_link_scenarios():
+    from neurosplit.actors import ReliableConfig
+
+    target = InProcessTarget(chip_seed=2, session_map=SESSION, wrap_board_wire=lambda t: _Rewriting(t, up=_wrong_sequence_numbers),
+                             reliable_config=ReliableConfig(rto_s=0.01, max_rto_s=0.05, link_timeout_s=1.0))
+    with trio.fail_after(600):
+        results = await run_suite(target, select("reliable,exchange,handshake.hello"))
+    got = _by_outcome(results)
+    assert got[FAIL] == RELIABLE, table(results)
+    for r in results:
+        if r.outcome == FAIL:  # not even the board's Hello got through: its frames never closed the gap
+            d = r.divergence
+            assert (d.index, d.expected, d.received) == (0, "hello", None), r.text
+            assert "LinkDownError" in r.text and "no acknowledgement" in r.text, r.text
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...protocol import Ack, ReadWeights, RunComplete, RunRequest, SpikeBatch, Weights, WriteWeights
+from ...protocol import (Ack, LearnResult, ReadWeights, RunComplete, RunRequest, SpikeBatch, TrainStep, Weights,
+                         WriteWeights)
 from ..testing import Divergence, ExchangeFailed, first_divergence
 from ._common import SAMPLE_TICKS, check_run_stream, collect_run, configure, expect_error, playback, small_net
 from ._scenario import Failed, scenario
@@ -145,3 +146,42 @@ async def interleaved_runs(target):
         if found is not None:
             raise Failed(f"run {run_id} interleaved differs from run {run_id} alone: {found}", found)
     return {"messages": len(got)}
+
+
+@scenario("ordering.duplicate-train-step")
+async def duplicate_train_step(target):
+    """A TrainStep sent twice for the same learning run is taken once: the first is answered by a
+    LearnResult, the second by an Error for that run (in reply to train_step), and the weights read
+    back afterwards equal those after a single step of the same run in a fresh session. A host that
+    repeats a request it believes lost must not make the board apply an update twice."""
+    net = small_net()
+    t, label, sample = playback(4, seed=51)
+    labels = np.array([0, 1, 2, 3], np.uint16)
+    weights = []
+    for repeat in (1, 2):
+        async with target.session() as s:
+            peer = s.peer
+            await configure(peer, net)
+            await peer.send(net.placement.learning(net.net, params={"lr": 1.5}))
+            await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True,
+                                       record_spikes=False))
+            await peer.send(_batch(0, t, label, sample, 4 * SAMPLE_TICKS))
+            for _ in range(repeat):
+                await peer.send(TrainStep(run_id=0, label=labels))
+            first = len(peer.received)
+            got = await peer.receive_until(lambda m: isinstance(m, LearnResult))
+            tags = [m.TAG for m in got]
+            if tags != ["run_complete", "learn_result"]:
+                raise Failed(f"message {first}: expected run_complete, learn_result, got {', '.join(tags)}")
+            check_run_stream(got[:1], 0, 4, first_index=first)
+            if repeat == 2:
+                await expect_error(peer, mentions="train_step", in_reply_to="train_step", run_id=0)
+            rows, cols, _ = net.block
+            await peer.send(ReadWeights(request_id=52, row=rows, column=cols))
+            weights.append(await peer.expect(Weights))
+    once, twice = weights
+    found = first_divergence([once], [twice])
+    if found is not None:
+        raise Failed(f"the weights after a repeated train step differ from those after one step: {found}", found)
+    if np.array_equal(once.weight, net.block[2]):
+        raise Failed("one train step changed no weight: the scenario proved nothing")

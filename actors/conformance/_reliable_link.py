@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import trio
 
 from ...protocol import ReadWeights, RunRequest, SpikeBatch
 from .._faults import FaultSpec
 from .._reliable import ReliableConfig
+from .._system import first_actor_failure
 from ..testing import first_divergence
 from ._common import SAMPLE_TICKS, collect_run, configure, playback, small_net
 from ._scenario import Failed, scenario
@@ -22,11 +23,13 @@ KINDS = {
 _FIELD = {"drop": "drop", "duplicate": "dup", "reorder": "reorder", "corrupt": "corrupt"}
 
 
-async def _exchange(target, **session_kw) -> tuple[list, object]:
-    """A configuration, weight reads and two runs; every message received, and the session."""
+async def _exchange(target, seen: list, **session_kw) -> tuple[list, object]:
+    """A configuration, weight reads and two runs; every message received, and the session.
+    ``seen`` gets the peer's list of received messages, to show how far a failed exchange came."""
     net = small_net()
     rows, cols, _ = net.block
     async with target.session(**session_kw) as s:
+        seen.append(s.peer.received)
         await configure(s.peer, net)
         for i in range(6):
             await s.peer.send(ReadWeights(request_id=50 + i, row=rows[i:i + 3], column=cols))
@@ -48,8 +51,18 @@ def _make(kind: str):
         if not target.injects_faults:
             raise NotApplicable("fault injection and reliable delivery go under the host link of a board in this "
                                 "process; a board server's end of its socket is out of reach")
-        clean, _ = await _exchange(target)
-        faulty, s = await _exchange(target, faults={"host": spec}, reliable=RELIABLE)
+        clean, _ = await _exchange(target, [])
+        seen: list = []
+        try:
+            faulty, s = await _exchange(target, seen, faults={"host": spec},
+                                        reliable=getattr(target, "reliable_config", None) or RELIABLE)
+        except (trio.Cancelled, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # name how far the exchange came before it broke
+            found = first_divergence(clean, seen[0] if seen else [])
+            leaf = first_actor_failure(exc) or exc
+            where = f"at {found}" if found is not None else "after the whole exchange"
+            raise Failed(f"through {kind} faults the exchange broke off {where}: {leaf}", found) from exc
         injected = sum(c[_FIELD[kind]] for c in s.faults.statistics().values())
         if injected == 0:
             raise Failed(f"the fault injection did no {kind} at all: the scenario proved nothing")

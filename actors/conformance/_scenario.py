@@ -67,8 +67,8 @@ class Result:
 
     @property
     def text(self) -> str:
-        """One line: the divergence, or the reason."""
-        return str(self.divergence) if self.divergence is not None else self.reason
+        """One line: the reason (which names the divergence, if any), or the divergence."""
+        return self.reason or (str(self.divergence) if self.divergence is not None else "")
 
     def as_dict(self) -> dict:
         return {"name": self.name, "result": self.outcome, "seconds": round(self.seconds, 4), "checks": self.checks,

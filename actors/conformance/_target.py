@@ -97,12 +97,17 @@ class InProcessTarget(Target):
     server would). link_buffer: frames per direction of the host link. wrap_board: a function
     given the board's end of the host link (after any fault injection and reliable delivery)
     that returns the transport the board uses instead: the hook for boards broken on purpose.
+    wrap_board_wire: the same, but under the board's end of reliable delivery (it sees the
+    LinkFrame envelopes on the wire), for boards whose link layer is broken. reliable_config:
+    the reliable delivery the reliable.* scenarios use (default: theirs).
     """
 
     chip_seed: int = 0
     session_map: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SESSION))
     link_buffer: int = 4
     wrap_board: Callable[[FrameTransport], FrameTransport] | None = None
+    wrap_board_wire: Callable[[FrameTransport], FrameTransport] | None = None
+    reliable_config: ReliableConfig | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
 
     injects_faults = True
@@ -120,6 +125,8 @@ class InProcessTarget(Target):
         if faults and "host" in faults:
             wrap, fault_counts = fault_wrapper("host", faults["host"], seed=config.seed)
             host_side, board_side = wrap(host_side, board_side)
+        if self.wrap_board_wire is not None:
+            board_side = self.wrap_board_wire(board_side)
         if reliable is not None:
             wrap, stats = reliable_wrapper(reliable)
             host_side, board_side = wrap(host_side, board_side)
