@@ -288,8 +288,11 @@ def reference_body(header: Any, datas: list[bytes], pads: list[int] | None = Non
     return bytes(out)
 
 
-def frame_around(body: bytes, length: int | None = None, crc: int | None = None) -> bytes:
-    """Frame header (u32 length, u32 crc32, little endian) followed by ``body``."""
+def frame_around(body: bytes, length: int | None = None, crc: int | None = None, unchecked: bool = False) -> bytes:
+    """Frame header (u32 length, u32 crc32, little endian) followed by ``body``. ``unchecked``: set
+    bit 31 of the length word (the body carries no checksum) and put 0 in the CRC word."""
+    if unchecked:
+        return struct.pack("<II", (len(body) if length is None else length) | 1 << 31, 0 if crc is None else crc) + body
     return struct.pack("<II", len(body) if length is None else length,
                        zlib.crc32(body) if crc is None else crc) + body
 
@@ -302,10 +305,11 @@ def reference_header(msg: Message) -> dict:
             "a": [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]}
 
 
-def reference_frame(msg: Message) -> bytes:
-    """The frame of ``msg`` as docs/protocol.md lays it out, built without our codec."""
+def reference_frame(msg: Message, checksum: bool = True) -> bytes:
+    """The frame of ``msg`` as docs/protocol.md lays it out, built without our codec; without
+    ``checksum``, the UNCHECKED form."""
     datas = [np.asarray(getattr(msg, name)).tobytes() for name in type(msg).ARRAYS]
-    return frame_around(reference_body(reference_header(msg), datas))
+    return frame_around(reference_body(reference_header(msg), datas), unchecked=not checksum)
 
 
 def split_frame(frame: bytes) -> tuple[dict, list[bytes]]:
