@@ -50,6 +50,7 @@ _MAX_META_BYTES = 1 << 20
 _UP, _FROM_LINK, _RUN_TIME, _FROM_MESSAGE = 1, 2, 4, 8
 _KNOWN_FLAGS = _UP | _FROM_LINK | _RUN_TIME | _FROM_MESSAGE
 _TIMED_TAGS = ("spike_batch", "membrane_samples", "neuron_trace")
+_BODY_LENGTH_BITS = (1 << 31) - 1  # bit 31 of a frame's first word flags a frame without CRC (protocol/_codec.py)
 
 
 class RecordingError(ValueError):
@@ -368,9 +369,10 @@ class RecordingReader:
                     self.truncated_at = offset
                     return
                 raise self._fail(index, offset, f"truncated frame: the record says {n} bytes, {len(frame)} remain")
-            if int.from_bytes(frame[:4], "little") != n - 8:
-                raise self._fail(index, offset, f"corrupt frame: its own length field says "
-                                                f"{int.from_bytes(frame[:4], 'little')} body bytes, the record {n - 8}")
+            body_bytes = int.from_bytes(frame[:4], "little") & _BODY_LENGTH_BITS
+            if body_bytes != n - 8:
+                raise self._fail(index, offset, f"corrupt frame: its own length field says {body_bytes} body "
+                                                f"bytes, the record {n - 8}")
             source = "link" if flags & _FROM_LINK else "message" if flags & _FROM_MESSAGE else "none"
             yield FrameRecord(self.links[link], "up" if flags & _UP else "down", wall_ns, emulated, frame, source,
                               bool(flags & _RUN_TIME), offset)
