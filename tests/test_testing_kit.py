@@ -29,9 +29,10 @@ def _frames() -> list[tuple[str, str, bytes, int, str, bool]]:
     spikes = encode(SpikeBatch(run_id=3, t_ticks=[5, 9], label=[1, 2], sample=[0, 0], horizon_ticks=40))
     done = encode(RunComplete(run_id=3, n_samples=1, events_in=2, events_out=0, dropped={"x": 1}))
     w = encode(WriteWeights(request_id=1, row=[0, 1], column=[2], weight=np.array([[3], [63]], np.uint8)))
+    ack = encode(Ack(request_id=1, what="write_weights"))
     return [("host", "down", hello, 812, "link", False), ("chip", "down", spikes, 40, "message", False),
             ("chip", "up", spikes, 1234, "link", True), ("ppu", "up", done, -1, "none", False),
-            ("synram", "down", w, -1, "none", False), ("host", "up", encode(Ack(request_id=1, what="write_weights")), 2**40, "link", False)]
+            ("synram", "down", w, -1, "none", False), ("host", "up", ack, 2**40, "link", False)]
 
 
 def _write(path, frames=None):
