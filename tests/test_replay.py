@@ -137,6 +137,17 @@ async def test_replies_missing_or_unrecorded_are_divergences():
     report = await kit.replay(without_reply)
     assert report.divergence.expected is None and report.divergence.received == records[last_up].tag
     assert "no further reply" in report.divergence.note
+    # a reply recorded twice, the second time after the Shutdown: the board closes the link without it
+    twice = kit.Recording(recording.meta, records + [records[last_up]])
+    report = await kit.replay(twice)
+    d = report.divergence
+    assert (d.expected, d.received, d.note) == (records[last_up].tag, None, "board: the board closed the link")
+    assert report.record_index == len(records) and report.compared == report.expected - 1
+    # twice before the Shutdown: the Shutdown waits for it, and the board's silence is named
+    twice = kit.Recording(recording.meta, records[:last_up + 1] + records[last_up:])
+    report = await kit.replay(twice, timeout_s=0.5)
+    assert report.divergence.expected == records[last_up].tag and report.divergence.received is None
+    assert "nothing received within 0.5 s" in report.divergence.note and report.record_index == last_up + 1
     # a recording cut before its Shutdown: checked as far as it goes, and said so
     shutdown = max(i for i, r in enumerate(records) if r.link == "host" and r.tag == "shutdown")
     cut = kit.Recording(recording.meta, records[:shutdown])

@@ -187,8 +187,9 @@ class _Expected:
         self.progress.set()
         self.progress = trio.Event()
 
-    def first_missing(self):
-        return min((q[0] for q in self.by_key.values() if q), default=None)
+    def first_missing(self) -> tuple[int, int, Message] | None:
+        """(position, record index, message) of the earliest recorded reply not yet come."""
+        return min((q[0] for q in self.by_key.values() if q), key=lambda entry: entry[0], default=None)
 
 
 async def _exchange(peer: ScriptedPeer, exchange: list[tuple[int, FrameRecord]], ignore: frozenset[str],
@@ -234,7 +235,7 @@ async def _exchange(peer: ScriptedPeer, exchange: list[tuple[int, FrameRecord]],
                     if not isinstance(exc, StreamEnded):
                         found.append((len(ups), dataclasses.replace(exc.divergence, index=len(ups)), -1))
                     break
-                pos, rec_index, want = expected.by_key[_key_of(expected, missing)][0]
+                pos, rec_index, want = missing
                 d = dataclasses.replace(exc.divergence, index=pos, expected=want.TAG, expected_value=want)
                 found.append((pos, d, rec_index))
                 break
@@ -272,10 +273,6 @@ async def _exchange(peer: ScriptedPeer, exchange: list[tuple[int, FrameRecord]],
 
 def _key_text(key: tuple) -> str:
     return f"{key[0]} {key[1]}" if len(key) > 1 else "this kind (no run or request id)"
-
-
-def _key_of(expected: _Expected, pos: int) -> tuple:
-    return next(k for k, q in expected.by_key.items() if q and q[0][0] == pos)
 
 
 def _ends_with_shutdown(downs: list[tuple[int, bytes]]) -> bool:
