@@ -162,3 +162,24 @@ async def shutdown(target):
         await s.peer.send(Shutdown(reason="conformance"))
         await s.peer.expect(Weights(request_id=31, row=rows, column=cols, weight=block))
         await s.peer.expect_end()
+
+
+@scenario("exchange.shutdown-while-learning")
+async def shutdown_while_learning(target):
+    """A Shutdown sent right after a learning run (whole input given) and its TrainStep: the board
+    finishes what it accepted, so the RunComplete and the LearnResult of that step still arrive,
+    then the link closes. A host that ends a training session with its last step in flight must
+    not lose that step (docs/protocol.md, shutdown: the receiver finishes what it accepted)."""
+    net = small_net()
+    t, label, sample = playback(4, seed=8)
+    async with target.session() as s:
+        peer = s.peer
+        await configure(peer, net)
+        await peer.send(net.placement.learning(net.net))
+        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
+        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
+        await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16)))
+        await peer.send(Shutdown(reason="conformance: the last step is in flight"))
+        await peer.expect(RunComplete)
+        await peer.expect(LearnResult)
+        await peer.expect_end()
