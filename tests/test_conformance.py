@@ -392,3 +392,25 @@ def test_docs_name_every_scenario():
     text = (Path(__file__).resolve().parents[1] / "docs" / "testing.md").read_text()
     section = text[text.index("## Conformance suite"):]
     assert [n for n in sorted(ALL) if f"`{n}`" not in section] == []
+
+
+def test_the_command_against_chip_serve_in_another_process(capsys):
+    import subprocess
+    import sys
+
+    from neurosplit.host.cli import main
+
+    serve = [sys.executable, "-c", "import sys; from neurosplit.host.cli import main; sys.exit(main())",
+             "chip", "serve", "--listen", "127.0.0.1:0", "--chip-seed", "6", "--log-level", "error"]
+    proc = subprocess.Popen(serve, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving chip 6 on"), line
+        address = line.split(" on ")[1].split()[0]
+        assert main(["conformance", "--board", address, "--chip-seed", "6", "-k",
+                     "handshake,session,malformed.oversize,exchange.run-spikes"]) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    out = capsys.readouterr().out
+    assert f"board server at {address}" in out and "session.reconnect" in out and "0 failed" in out
