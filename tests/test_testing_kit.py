@@ -59,6 +59,8 @@ def test_recording_round_trips(tmp_path):
     assert path.stat().st_size == FILE_HEADER + meta_len + sum(RECORD_HEADER + len(f[2]) for f in _frames())
     wall = [r.wall_ns for r in back.records]
     assert wall == sorted(wall) and wall[0] >= 0
+    again = kit.write_recording(tmp_path / "again.nsrec", back)  # rewritten with their own stamps
+    assert kit.read_recording(again).records == back.records and kit.read_recording(again).meta == back.meta
     with kit.RecordingReader(path) as reader:  # lazily, record by record
         assert reader.links == ("host", "chip", "ppu", "synram") and next(iter(reader)) == rec.records[0]
 

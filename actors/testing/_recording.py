@@ -39,7 +39,7 @@ from .._system import LINK_NAMES, TransportWrapper
 from .._transport import FrameTransport
 
 __all__ = ["FrameRecord", "FrameRecorder", "RecordingTransport", "RecordingReader", "Recording", "RecordingError",
-           "read_recording", "frame_tag", "MAGIC", "FORMAT_VERSION"]
+           "read_recording", "write_recording", "frame_tag", "MAGIC", "FORMAT_VERSION"]
 
 MAGIC = b"NSREC\r\n\x1a"
 """First 8 bytes of a recording: a name, then CR LF and ^Z so that a text-mode copy shows (as PNG)."""
@@ -185,12 +185,17 @@ class FrameRecorder:
 
     # -- writing ------------------------------------------------------------------------------
     def record(self, link: str, direction: str, frame: bytes, emulated_ticks: int = -1, *,
-               emulated_from: str = "none", run_time: bool = False) -> None:
-        """Append one frame (called by the wrappers; open to tests that build recordings)."""
+               emulated_from: str = "none", run_time: bool = False, wall_ns: int | None = None) -> None:
+        """Append one frame (called by the wrappers; open to tests that build recordings).
+        wall_ns: the stamp to write (default: now, since the recorder started)."""
         if self.closed:
             self.late += 1
             return
-        wall_ns = time.perf_counter_ns() - self._t0
+        if direction not in ("down", "up"):
+            raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
+        if emulated_from not in ("link", "message", "none"):
+            raise ValueError(f"emulated_from must be 'link', 'message' or 'none', got {emulated_from!r}")
+        wall_ns = time.perf_counter_ns() - self._t0 if wall_ns is None else int(wall_ns)
         frame = bytes(frame)
         flags = ((_UP if direction == "up" else 0) | (_FROM_LINK if emulated_from == "link" else 0)
                  | (_FROM_MESSAGE if emulated_from == "message" else 0) | (_RUN_TIME if run_time else 0))
@@ -278,6 +283,22 @@ class RecordingTransport:
             if entry[0] is frame:
                 return entry[3]
         return None
+
+
+def write_recording(path: str | Path, recording: "Recording | Sequence[FrameRecord]",
+                    meta: Mapping | None = None) -> Path:
+    """Write records, with their own stamps, as a ``.nsrec`` file (an edited recording, one built by
+    hand). meta: the header's facts (default: the Recording's, ``links`` recomputed)."""
+    records = recording.records if isinstance(recording, Recording) else list(recording)
+    meta = dict(recording.meta if meta is None and isinstance(recording, Recording) else meta or {})
+    links = list(meta.pop("links", None) or [])
+    links += [r.link for r in records if r.link not in links]
+    links = list(dict.fromkeys(links))
+    with FrameRecorder(path, links=links or ["host"], meta=meta) as out:
+        for r in records:
+            out.record(r.link, r.direction, r.frame, r.emulated_ticks, emulated_from=r.emulated_from,
+                       run_time=r.run_time, wall_ns=r.wall_ns)
+    return Path(path)
 
 
 # -- reading --------------------------------------------------------------------------------------
