@@ -191,7 +191,8 @@ def test_the_catalogue_covers_what_the_protocol_defines():
     assert {"reliable.drop", "reliable.duplicate", "reliable.reorder", "reliable.corrupt"} == RELIABLE
     assert all(len(s.checks) > 80 for s in SCENARIOS), [s.name for s in SCENARIOS if len(s.checks) <= 80]
     assert [s.name for s in select("malformed.*,not oversize")] == [f"malformed.{k}" for k in (
-        "bad-crc", "truncated", "bad-msgpack", "unknown-tag", "missing-field", "wrong-dtype", "weight-out-of-range")]
+        "bad-crc", "truncated", "bad-msgpack", "unknown-tag", "missing-field", "wrong-dtype", "weight-out-of-range",
+        "unchecked")]
     assert {s.name for s in select("reliable")} == RELIABLE
 
 

@@ -91,6 +91,12 @@ def weight_out_of_range() -> bytes:
     return rebuild(encode(WriteWeights(request_id=904, row=[0], column=[0], weight=[[1]])), edit)
 
 
+def unchecked() -> bytes:
+    """A valid frame sent without its checksum (the UNCHECKED flag): only ideal in-process links,
+    which cannot flip bits, may carry those; a host link requires the CRC."""
+    return encode(ReadWeights(request_id=905, row=[0], column=[0]), checksum=False)
+
+
 def oversize() -> bytes:
     """A frame header announcing a 4 GiB body: refused from the header alone, before any body."""
     return struct.pack("<II", 0xFFFFFFF0, 0) + b"\0" * 16
@@ -104,6 +110,7 @@ MALFORMED: dict[str, tuple[Callable[[], bytes], str]] = {
     "missing-field": (missing_field, "run_request.run_id"),
     "wrong-dtype": (wrong_dtype, "spike_batch.t_ticks"),
     "weight-out-of-range": (weight_out_of_range, "write_weights.weight[0,0]"),
+    "unchecked": (unchecked, "frame.crc32"),
     "oversize": (oversize, "frame.length"),
 }
 """name -> (frame builder, the field path the board's Error must name)."""

@@ -24,6 +24,9 @@ _WHY = {
                    "and reading the bytes as another dtype would misplace every event.",
     "weight-out-of-range": "A WriteWeights holding the code 64, beyond the 6-bit range: the message's own "
                            "checks run on decoding, and a board must not store what the chip cannot hold.",
+    "unchecked": "A well-formed frame sent without its checksum (the UNCHECKED flag of the length word): "
+                 "only an ideal in-process link, which cannot flip bits, may carry those; a host link can "
+                 "corrupt frames, so its receiver requires the CRC (docs/protocol.md, frame layout).",
     "oversize": "A frame header announcing a 4 GiB body: refused from the header alone, before the body "
                 "is waited for or buffered, so a peer cannot make the board allocate it.",
 }
