@@ -10,5 +10,6 @@ from ._harness import board_peer, quick_config, running_system, serving_board
 
 __all__ = ["Divergence", "first_divergence", "message_divergence", "ExchangeFailed", "ScriptedPeer", "StreamEnded",
            "FORMAT_VERSION", "FrameRecord", "FrameRecorder", "Recording", "RecordingError", "RecordingReader",
-           "RecordingTransport", "frame_tag", "read_recording", "write_recording", "ReplayReport", "replay", "replay_config", "reply_key",
+           "RecordingTransport", "frame_tag", "read_recording", "write_recording", "ReplayReport", "replay",
+           "replay_config", "reply_key",
            "FaultSpec", "fault_wrapper", "parse_faults", "board_peer", "quick_config", "running_system", "serving_board"]
