@@ -252,3 +252,26 @@ def test_the_pytest_plugin_gives_the_fixtures_to_a_plain_test_file(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "5 passed" in out.stdout
+
+
+async def test_a_board_records_its_end_of_a_host_link_it_does_not_share():
+    """open_board on a bare transport (as the board server runs it): the board's end records what it
+    receives and sends on the host link, its own links as usual; the peer's view agrees."""
+    from neurosplit.actors import memory_transport_pair, open_board
+    from neurosplit.protocol import Shutdown
+
+    rec = kit.FrameRecorder()
+    peer_end, board_end = memory_transport_pair(4)
+    peer = kit.ScriptedPeer(peer_end)
+    config = kit.quick_config(3)
+    async with open_board(config, rec.end_wrapper("host", "b")(board_end), wrap=rec.wrap()):
+        await peer.hello({"calibrate": 0})
+        await peer.send(WriteWeights(request_id=4, row=[1], column=[2], weight=np.array([[9]], np.uint8)))
+        await peer.expect(Ack(request_id=4, what="write_weights"))
+        await peer.send(Shutdown())
+        await peer.expect_end()
+    host = [r for r in rec.records if r.link == "host"]
+    assert [(r.direction, r.tag) for r in host] == [("down", "hello"), ("up", "hello"), ("down", "write_weights"),
+                                                   ("up", "ack"), ("down", "shutdown")]
+    assert [r.message() for r in host if r.direction == "up"] == peer.received
+    assert {r.link for r in rec.records} == {"host", "chip", "ppu"}  # no PPU step: synram stays silent
