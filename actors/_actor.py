@@ -17,6 +17,7 @@ import trio
 
 from ..protocol import Error, Message, RemoteProtocolError, Shutdown
 from ._link import LinkEnd
+from ._transport import buffered
 
 __all__ = ["Actor", "ActorFailed", "BadFrame"]
 
@@ -52,6 +53,7 @@ class Actor:
         self.links = links
         self.log = structlog.get_logger().bind(actor=self.name)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[tuple[str, object]](math.inf)
+        self._inbox = buffered(self._inbox_send)  # len(): messages waiting in the inbox
         self.inbox_peak = 0
         self.bad_frames = 0
         self._stopping = False
@@ -111,7 +113,7 @@ class Actor:
                 self._inbox_send.send_nowait((link_name, BadFrame(exc)))
                 continue
             self._inbox_send.send_nowait((link_name, msg))
-            depth = self._inbox_send.statistics().current_buffer_used
+            depth = len(self._inbox)
             if depth > self.inbox_peak:
                 self.inbox_peak = depth
             if self.probe is not None:

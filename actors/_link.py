@@ -94,7 +94,12 @@ class LinkEnd:
             link.track(self.out_dir, frame, msg.TAG, timeline.commit(plan, msg, len(frame)))
         elif link.probe is not None:
             link.track(self.out_dir, frame, msg.TAG, None)
-        await self._send_counted_frame(frame)
+        depth = self.transport.buffer_used() + 1  # _send_counted_frame, written out (every message)
+        if depth > stats.peak_depth:
+            stats.peak_depth = depth
+        if link.probe is not None:
+            link.probe.depth(self.out_dir, depth)
+        await self.transport.send_frame(frame)
 
     async def send_frame(self, frame: bytes) -> None:
         """Send raw bytes as one frame, uncounted by type: for fault injection and replay."""

@@ -24,8 +24,9 @@ Beside them, the same number of bytes is copied:
 throughput as a fraction of a copy's; the target is >= 0.5 for 10,000-event batches.
 ``ratio_to_memcpy_wire`` is the same for the wire path, and ``crc_ceiling`` = memcpy / (2 x crc32)
 what the wire ratio could be if encode and decode did nothing but the two checksum passes. Times
-are the best of ``--rounds`` rounds of calls lasting ``--round-s`` each, measured in thread CPU
-time (a busy machine inflates wall time; the wall ratio is printed too).
+are the best of ``--rounds`` short rounds of calls (~``--round-s`` each), measured in thread CPU
+time: on a busy machine the best of many short rounds is one nobody interrupted, where a few long
+rounds all carry some of the other jobs' cache and scheduler noise (the wall ratio is printed too).
 
     python -m benchmarks.protocol_throughput
     python -m benchmarks.protocol_throughput --sizes 10000 --json /tmp/protocol.json
@@ -116,15 +117,15 @@ def measure(n: int, round_s: float, rounds: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10_000, 100_000])
-    p.add_argument("--round-s", type=float, default=0.2)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--round-s", type=float, default=0.002, help="seconds per round (default 2 ms)")
+    p.add_argument("--rounds", type=int, default=200, help="rounds per figure; the best counts")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
     backend = getattr(_codec._crc32, "__module__", "") or "zlib"
     print(header_line(versions_of_project(), {"codec": 1}, {"data": SEED},
                       crc32="isal" if "isal" in backend else "zlib"))
     print("encode + decode of one SpikeBatch frame vs a copy of the same bytes; thread CPU time, best of "
-          f"{args.rounds} rounds of ~{args.round_s} s; in-process = sealed FrameParts, wire = bytes with CRC-32")
+          f"{args.rounds} rounds of ~{1e3 * args.round_s:g} ms; in-process = sealed FrameParts, wire = bytes with CRC-32")
     print(f"{'':>8} {'':>10} {'in-process link':^29} {'wire (bytes)':^40} {'':>20}")
     print(f"{'events':>8} {'frame B':>10} {'enc us':>7} {'dec us':>7} {'enc+dec':>8} {'ratio':>5} "
           f"{'enc us':>7} {'dec us':>7} {'enc+dec':>8} {'ratio':>5} {'noCRC':>5} {'ceil':>4} "

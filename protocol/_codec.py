@@ -154,7 +154,11 @@ def encode_parts(msg: Message) -> FrameParts:
     header bytes and the message's own read-only arrays, never joined. For links that cannot
     corrupt a frame and can carry a list of buffers (the in-process MemoryTransport); ``bytes()``
     of it equals ``encode(msg, checksum=False)``."""
-    parts, length = _body_parts(msg)
+    try:  # _body_parts, written out: this runs for every message on every in-process link
+        packer = _THREAD.packer
+    except AttributeError:
+        packer = _packer()
+    parts, length = (_ENCODERS.get(type(msg)) or _encoder(type(msg)))(msg, packer, PROTOCOL_VERSION)
     if length > _LENGTH_BITS:
         raise LocalProtocolError(msg.TAG, "body", f"{length} bytes do not fit the 31-bit frame length")
     parts[0] = _UNCHECKED_HEAD.pack(length | UNCHECKED, 0, parts[0])  # frame header + array32 marker
@@ -184,7 +188,20 @@ def decode(frame: bytes | bytearray | memoryview | FrameParts, max_frame_bytes: 
                                           "carries none (UNCHECKED flag set)")
             if frame.nbytes > max_frame_bytes:
                 raise RemoteProtocolError("frame", "length", f"{frame.nbytes} bytes exceeds the maximum {max_frame_bytes}")
-            return _decode_sealed(frame)
+            # Read the header, match it against the class, give the new message the sender's arrays
+            # as they are (no copy), without re-running its value checks (it passed them when it
+            # was built; protocol/_compiled.py). Anything unexpected: join and decode in full.
+            parts = frame.parts
+            try:
+                # msgpack's defaults: raw=False, strict_map_key=True; arrays as tuples (cheaper than lists)
+                header = msgpack.unpackb(parts[1], use_list=False)
+                cls = _REGISTRY[header["t"]]
+                if header["v"] == PROTOCOL_VERSION:
+                    msg = (_DECODERS.get(cls) or sealed_decoder(cls))(parts, header)
+                    if msg is not None:
+                        return msg
+            except Exception:  # noqa: BLE001, S110 - not our encoder's layout after all: said below
+                pass
         frame = bytes(frame)
     # a bytes object's data sit 8-byte aligned (CPython allocates it so), hence its body too
     aligned = _BYTES_ALIGNED and type(frame) is bytes
@@ -210,27 +227,8 @@ def decode(frame: bytes | bytearray | memoryview | FrameParts, max_frame_bytes: 
     return _decode_body(body, aligned)
 
 
-def _decode_sealed(frame: FrameParts) -> Message:
-    """Decode sealed FrameParts: read the header, take each array part as the array the header
-    describes (the sender's read-only array: no copy), build the message without re-running its
-    value checks (it passed them when it was built). The header is still matched against the
-    class; anything unexpected falls back to joining the parts and decoding them in full."""
-    parts = frame.parts
-    try:
-        header = _unpackb(parts[1])
-        cls = _REGISTRY[header["t"]]
-        if header["v"] == PROTOCOL_VERSION:
-            msg = (_DECODERS.get(cls) or sealed_decoder(cls))(parts, header)
-            if msg is not None:
-                return msg
-    except Exception:  # noqa: BLE001, S110 - not our encoder's layout after all: the full decoder says why
-        pass
-    return decode(bytes(frame))
-
-
 _new = object.__new__
 _put = object.__setattr__
-_unpackb = msgpack.unpackb  # its defaults (raw=False, strict_map_key=True) are what we read
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

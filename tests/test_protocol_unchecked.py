@@ -14,14 +14,11 @@ import struct
 import msgpack
 import numpy as np
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import strategies
 from strategies import frame_around
-from neurosplit.actors import Link, open_link
-from neurosplit.actors._transport import memory_transport_pair
 from neurosplit.protocol import (
     UNCHECKED,
     FrameParts,
@@ -196,50 +193,3 @@ def test_sealed_parts_obey_the_frame_size_limit():
     parts = encode_parts(SPIKES)
     refused(parts, "length", "exceeds the maximum", max_frame_bytes=len(parts) - 1)
     assert decode(parts, max_frame_bytes=len(parts)) == SPIKES
-
-
-# -- links --------------------------------------------------------------------------------------
-class _Passing:
-    """A transport wrapper that changes nothing: enough to make a link not ideal."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    async def send_frame(self, frame) -> None:
-        await self.inner.send_frame(frame)
-
-    async def receive_frame(self):
-        return await self.inner.receive_frame()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def buffer_used(self) -> int:
-        return self.inner.buffer_used()
-
-
-async def test_an_in_process_link_carries_sealed_parts_without_checksum():
-    link = open_link("test", buffer=4)
-    assert link.ideal and link.a.ideal and link.b.ideal
-    await link.a.send(SPIKES)
-    raw = await link.b.transport.receive_frame()
-    assert type(raw) is FrameParts and bytes(raw) == encode(SPIKES, checksum=False)
-    assert link.stats["down"].bytes == len(encode(SPIKES))  # the same count as a checked frame
-    await link.a.send(SPIKES)
-    assert await link.b.receive() == SPIKES
-
-
-async def test_a_wrapped_link_carries_checked_bytes_and_refuses_frames_without_checksum():
-    a, b = memory_transport_pair(4)
-    link = Link("wrapped", transports=(_Passing(a), b))  # one wrapped end is enough
-    assert not link.ideal
-    await link.a.send(SPIKES)
-    raw = await link.b.transport.receive_frame()
-    assert type(raw) is bytes and raw == encode(SPIKES)
-    await link.a.send_frame(encode(SPIKES, checksum=False))
-    with pytest.raises(RemoteProtocolError, match="requires checksummed frames"):
-        await link.b.receive()
-    assert link.stats["down"].rejected_frames == 1
-    await link.a.send(Shutdown(reason="still usable"))
-    with trio.fail_after(5):
-        assert await link.b.receive() == Shutdown(reason="still usable")
