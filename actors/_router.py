@@ -125,9 +125,10 @@ class RouterActor(Actor):
         elif isinstance(msg, (ConfigureNeurons, ConfigureRows)):
             await chip.send(msg)
             await ppu.send(msg)  # the PPU models the network it learns on
-        elif isinstance(msg, (WriteWeights, ReadWeights)):
+        # exact types: Weights and LearnerState (replies) subclass WriteWeights and WriteLearnerState
+        elif type(msg) in (WriteWeights, ReadWeights):
             await chip.send(msg)
-        elif isinstance(msg, (ConfigureLearning, TrainStep, ReadLearnerState, WriteLearnerState)):
+        elif type(msg) in (ConfigureLearning, TrainStep, ReadLearnerState, WriteLearnerState):
             await ppu.send(msg)
         elif isinstance(msg, RunRequest):
             await self._start_run(msg)

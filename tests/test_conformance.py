@@ -285,7 +285,7 @@ RUN_STREAMS = {"exchange.run-spikes", "exchange.observables", "exchange.learning
                "training.step"}
 ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello", "handshake.wrong-role",
                              "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run",
-                             "ordering.duplicate-train-step"} | {
+                             "ordering.duplicate-train-step", "exchange.wrong-direction"} | {
     n for n in ALL if n.startswith("malformed.")}
 
 

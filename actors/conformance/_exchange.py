@@ -8,7 +8,7 @@ from ...protocol import (Ack, Gradients, LearnerState, LearnResult, MembraneSamp
                          ReadWeights, RunComplete, RunRequest, Shutdown, SpikeBatch, TrainStep, Weights, WriteLearnerState,
                          WriteWeights)
 from ..testing import Divergence, ExchangeFailed
-from ._common import SAMPLE_TICKS, check_run_stream, collect_run, configure, playback, read_back, small_net
+from ._common import SAMPLE_TICKS, check_run_stream, collect_run, configure, expect_error, playback, read_back, small_net
 from ._scenario import Failed, scenario
 
 
@@ -183,3 +183,26 @@ async def shutdown_while_learning(target):
         await peer.expect(RunComplete)
         await peer.expect(LearnResult)
         await peer.expect_end()
+
+
+@scenario("exchange.wrong-direction")
+async def wrong_direction(target):
+    """Messages only a board sends, sent by a host, are refused, each with an Error in reply to its
+    own tag, and change nothing: Weights (which has WriteWeights' fields), LearnerState (which has
+    WriteLearnerState's), RunComplete, and a LinkFrame on a link without reliable delivery. A board
+    that took Weights for a write would let a host's echo of a reply overwrite the synapse array."""
+    from ...protocol import LinkFrame, LearnerState, Weights
+
+    net = small_net()
+    rows, cols, block = net.block
+    junk = [Weights(request_id=81, row=rows[:1], column=cols[:1], weight=np.full((1, 1), 63, np.uint8)),
+            LearnerState(request_id=82, step=1, shadow=np.zeros((1, 1)), adam_m=np.zeros((1, 1)),
+                         adam_v=np.zeros((1, 1))),
+            RunComplete(run_id=83, n_samples=1, events_in=0, events_out=0),
+            LinkFrame(seq=0, ack=0, payload=np.zeros(4, np.uint8), sack=np.zeros(0, np.uint8))]
+    async with target.session() as s:
+        await configure(s.peer, net)
+        for msg in junk:
+            await s.peer.send(msg)
+            await expect_error(s.peer, mentions=msg.TAG, in_reply_to=msg.TAG)
+        await read_back(s.peer, net, request_id=84)
