@@ -30,7 +30,8 @@ def _spikes(t, label=None, run_id=3, horizon=1000):
 
 def test_equal_messages_do_not_diverge():
     assert message_divergence(_spikes([1, 2, 3]), _spikes([1, 2, 3])) is None
-    assert first_divergence([_spikes([1]), Ack(request_id=1, what="x")], [_spikes([1]), Ack(request_id=1, what="x")]) is None
+    pair = [_spikes([1]), Ack(request_id=1, what="x")]
+    assert first_divergence(pair, [_spikes([1]), Ack(request_id=1, what="x")]) is None
     assert first_divergence([], []) is None
 
 
@@ -119,8 +120,8 @@ async def test_a_scripted_peer_talks_to_a_board():
         await peer.send(WriteWeights(request_id=5, row=[1, 2], column=[0, 1, 2], weight=w))
         await peer.expect(Ack(request_id=5, what="write_weights"))
         await peer.send(ReadWeights(request_id=6, row=[1, 2], column=[0, 1, 2]))
-        got = await peer.expect(Weights(request_id=6, row=np.array([1, 2], np.uint16), column=np.arange(3, dtype=np.uint16),
-                                        weight=w))
+        got = await peer.expect(Weights(request_id=6, row=np.array([1, 2], np.uint16),
+                                        column=np.arange(3, dtype=np.uint16), weight=w))
         assert got.weight.sum() == 17 * 6
         await peer.send(ReadWeights(request_id=7, row=[1], column=[0]))
         with pytest.raises(ExchangeFailed) as info:
@@ -165,8 +166,8 @@ async def test_a_peer_sees_the_end_of_the_stream():
 
 # -- the conformance suite ------------------------------------------------------------------------
 
-from neurosplit.actors.conformance import (FAIL, NOT_APPLICABLE, PASS, SCENARIOS, InProcessTarget, junit_xml,  # noqa: E402
-                                           report, run_suite, select, serving_target, table)
+from neurosplit.actors.conformance import (FAIL, NOT_APPLICABLE, PASS, SCENARIOS, InProcessTarget,  # noqa: E402
+                                           junit_xml, report, run_suite, select, serving_target, table)
 from neurosplit.protocol import RemoteProtocolError, decode  # noqa: E402
 
 ALL = {s.name for s in SCENARIOS}
@@ -281,9 +282,10 @@ def _fix_the_crc(frame):
 
 
 RUN_STREAMS = {"exchange.run-spikes", "exchange.observables", "exchange.learning", "ordering.duplicate-run-id",
-               "ordering.horizon-back", "ordering.interleaved-runs", "ordering.duplicate-train-step", "flow.slow-reader",
-               "training.step"}
-ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello", "handshake.wrong-role",
+               "ordering.horizon-back", "ordering.interleaved-runs", "ordering.duplicate-train-step",
+               "flow.slow-reader", "training.step"}
+ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello",
+                             "handshake.wrong-role",
                              "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run",
                              "ordering.duplicate-train-step", "exchange.wrong-direction"} | {
     n for n in ALL if n.startswith("malformed.")}
@@ -335,7 +337,8 @@ def _wrong_sequence_numbers(frame):
 async def test_a_board_with_wrong_sequence_numbers_fails_the_reliable_link_scenarios():
     from neurosplit.actors import ReliableConfig
 
-    target = InProcessTarget(chip_seed=2, session_map=SESSION, wrap_board_wire=lambda t: _Rewriting(t, up=_wrong_sequence_numbers),
+    target = InProcessTarget(chip_seed=2, session_map=SESSION,
+                             wrap_board_wire=lambda t: _Rewriting(t, up=_wrong_sequence_numbers),
                              reliable_config=ReliableConfig(rto_s=0.01, max_rto_s=0.05, link_timeout_s=1.0))
     with trio.fail_after(600):
         results = await run_suite(target, select("reliable,exchange,handshake.hello,not shutdown-while-learning"))

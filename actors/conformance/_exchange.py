@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...protocol import (Ack, Gradients, LearnerState, LearnResult, MembraneSamples, NeuronTrace, ReadLearnerState,
-                         ReadWeights, RunComplete, RunRequest, Shutdown, SpikeBatch, TrainStep, Weights, WriteLearnerState,
-                         WriteWeights)
+from ...protocol import (Ack, Gradients, LearnerState, LearnResult, LinkFrame, MembraneSamples, NeuronTrace,
+                         ReadLearnerState, ReadWeights, RunComplete, RunRequest, Shutdown, SpikeBatch, TrainStep,
+                         Weights, WriteLearnerState, WriteWeights)
 from ..testing import Divergence, ExchangeFailed
-from ._common import SAMPLE_TICKS, check_run_stream, collect_run, configure, expect_error, playback, read_back, small_net
+from ._common import (SAMPLE_TICKS, check_run_stream, collect_run, configure, expect_error, playback, read_back,
+                      small_net)
 from ._scenario import Failed, scenario
 
 
@@ -191,8 +192,6 @@ async def wrong_direction(target):
     own tag, and change nothing: Weights (which has WriteWeights' fields), LearnerState (which has
     WriteLearnerState's), RunComplete, and a LinkFrame on a link without reliable delivery. A board
     that took Weights for a write would let a host's echo of a reply overwrite the synapse array."""
-    from ...protocol import LinkFrame, LearnerState, Weights
-
     net = small_net()
     rows, cols, block = net.block
     junk = [Weights(request_id=81, row=rows[:1], column=cols[:1], weight=np.full((1, 1), 63, np.uint8)),

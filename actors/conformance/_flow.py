@@ -51,7 +51,8 @@ async def slow_reader(target):
             got.append(await peer.receive())
             if len(got) % 50 == 0:
                 await trio.sleep(0.01)  # and reads slowly
-        want = [Weights(request_id=1000 + i, row=rows[:2], column=cols[:2], weight=block[:2, :2]) for i in range(N_READS)]
+        want = [Weights(request_id=1000 + i, row=rows[:2], column=cols[:2], weight=block[:2, :2])
+                for i in range(N_READS)]
         found = first_divergence(want, got)
         if found is not None:
             raise ExchangeFailed(Divergence(first + found.index, found.expected, found.received, found.field,

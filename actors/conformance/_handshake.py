@@ -11,7 +11,8 @@ from ._target import SocketTarget
 
 
 def _board_hello(target) -> Hello:
-    return Hello(protocol_version=PROTOCOL_VERSION, role="board", chip_id=-1 if target.chip_seed is None else target.chip_seed)
+    chip_id = -1 if target.chip_seed is None else target.chip_seed
+    return Hello(protocol_version=PROTOCOL_VERSION, role="board", chip_id=chip_id)
 
 
 async def _still_greets(target, session) -> None:

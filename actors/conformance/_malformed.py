@@ -52,7 +52,8 @@ def _make(name: str):
                 return {"error": err.message, "closed": True}
             await read_back(peer, net, request_id=41)  # nothing accepted before was lost
             rows, cols, _ = net.block
-            await peer.send(WriteWeights(request_id=42, row=rows[:1], column=cols[:1], weight=np.ones((1, 1), np.uint8)))
+            await peer.send(WriteWeights(request_id=42, row=rows[:1], column=cols[:1],
+                                         weight=np.ones((1, 1), np.uint8)))
             await peer.expect(Ack(request_id=42, what="write_weights"))  # and it goes on serving
         return {"error": err.message}
 

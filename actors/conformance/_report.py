@@ -63,7 +63,8 @@ def junit_xml(results: list[Result], *, suite: str = "neurosplit-conformance", t
         group, _, short = r.name.partition(".")
         case = ET.SubElement(ts, "testcase", classname=f"conformance.{group}", name=r.name, time=f"{r.seconds:.3f}")
         if r.outcome == FAIL:
-            failure = ET.SubElement(case, "failure", message=r.text[:500], type="divergence" if r.divergence else "check")
+            failure = ET.SubElement(case, "failure", message=r.text[:500],
+                                    type="divergence" if r.divergence else "check")
             body = [r.text]
             if r.divergence is not None:
                 d = r.divergence.as_dict()

@@ -109,7 +109,8 @@ def select(pattern: str | None = None, scenarios: list[Scenario] | None = None) 
     def hit(name: str, pat: str) -> bool:
         return fnmatch.fnmatchcase(name, pat) if any(c in pat for c in "*?[") else pat in name
 
-    return [s for s in pool if (not keep or any(hit(s.name, p) for p in keep)) and not any(hit(s.name, p) for p in drop)]
+    return [s for s in pool
+            if (not keep or any(hit(s.name, p) for p in keep)) and not any(hit(s.name, p) for p in drop)]
 
 
 async def run_scenario(target: Target, sc: Scenario) -> Result:

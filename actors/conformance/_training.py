@@ -71,5 +71,6 @@ async def training_step(target):
         for r, codes in zip(outcome.write_rows, outcome.write_codes):
             expected[np.flatnonzero(rows == r)] = codes
         await read_back(peer, net, request_id=71, weight=expected)
-    return {"loss": float(result.loss), "n_correct": int(result.n_correct), "rows_changed": int(outcome.write_rows.size),
+    return {"loss": float(result.loss), "n_correct": int(result.n_correct),
+            "rows_changed": int(outcome.write_rows.size),
             "recorded_spikes": int(rt.size)}

@@ -35,8 +35,9 @@ async def job(args) -> dict:
     session = {"seed": args.seed, "calibrate": 0}
     progress = _Progress(len(scenarios))
     if args.board:
+        given = "chip_seed" in getattr(args, "given", ())  # else the board's Hello says which die it is
         target = conformance.SocketTarget(address=args.board, session_map=session,
-                                          chip_seed=args.chip_seed if "chip_seed" in getattr(args, "given", ()) else None)
+                                          chip_seed=args.chip_seed if given else None)
         results = await conformance.run_suite(target, scenarios, progress=progress)
     elif args.server:
         async with conformance.serving_target(args.chip_seed, session_map=session) as target:
