@@ -33,7 +33,7 @@ import msgpack
 import numpy as np
 
 from ._base import _REGISTRY, MAX_MAP_LEN, MAX_STR_BYTES, Message, _from_wire, scalar_kinds
-from ._compiled import _DECODERS, _ENCODERS, MAX_HEADER_BYTES, encoder, sealed_decoder
+from ._compiled import _DECODERS, _ENCODERS, GLUE, MAX_HEADER_BYTES, encoder, sealed_decoder
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._messages import PROTOCOL_VERSION
 
@@ -260,24 +260,16 @@ def _decode_body(view: memoryview, aligned: bool) -> Message:
         view = memoryview(bytes(view))  # bytes objects keep their data 8-byte aligned
     arrays: dict[str, np.ndarray] = {}
     for name, dtype, shape in specs:
-        if pos + 2 > n or view[pos] != _BIN8:
-            raise RemoteProtocolError(tag, name, "truncated or malformed before the array data (expected a bin8 pad)")
-        k = view[pos + 1]
-        if k > 7 or pos + 2 + k > n or (pos + 2 + k + 5) % 8 or (k and any(view[pos + 2:pos + 2 + k])):
-            raise RemoteProtocolError(tag, name, f"pad of {k} bytes at body offset {pos} must be the 0..7 zero "
-                                      "bytes that put the array data on an 8-byte boundary")
-        pos += 2 + k
-        if pos + 5 > n or view[pos] != _BIN32:
-            raise RemoteProtocolError(tag, name, "truncated or malformed array header (expected a bin32)")
-        (nbytes,) = struct.unpack_from(">I", view, pos + 1)
-        pos += 5
         want = math.prod(shape) * dtype.itemsize  # Python ints: a huge declared shape cannot wrap around
-        if nbytes != want:
-            raise RemoteProtocolError(tag, name, f"{nbytes} data bytes do not hold shape {tuple(shape)} of {dtype}")
-        if pos + nbytes > n:
-            raise RemoteProtocolError(tag, name, f"truncated: needs {nbytes} bytes, {n - pos} left")
+        # The one valid pad aligns the data: pad length, pad and bin32 header are all known from
+        # the position and the declared shape, so a well-formed frame is checked by one compare;
+        # _array_fault says what is wrong with any other.
+        k = (-(pos + 7)) % 8
+        start = pos + 7 + k
+        if want >= 1 << 32 or start + want > n or view[pos:start] != GLUE[k].pack(_BIN8, k, _BIN32, want):
+            _array_fault(view, pos, tag, name, dtype, shape, want)
         if want:
-            arr = np.frombuffer(view, dtype=dtype, count=want // dtype.itemsize, offset=pos)
+            arr = np.frombuffer(view, dtype, want // dtype.itemsize, start)
             if len(shape) != 1:
                 arr = arr.reshape(shape)
             if arr.flags.writeable:  # views into a writable buffer (a bytearray) must not change under us
@@ -285,13 +277,35 @@ def _decode_body(view: memoryview, aligned: bool) -> Message:
         else:
             arr = _empty(dtype, tuple(shape))
         arrays[name] = arr
-        pos += nbytes
+        pos = start + want
     if pos != n:
         raise RemoteProtocolError(tag, "body", f"{n - pos} trailing bytes after the last array")
     try:
         return _from_wire(cls, fields, arrays)
     except LocalProtocolError as exc:
         raise RemoteProtocolError(exc.message, exc.field, exc.problem) from exc
+
+
+def _array_fault(view: memoryview, pos: int, tag: str, name: str, dtype: np.dtype, shape: list, want: int) -> None:
+    """Raise the error that names what is wrong with the pad, bin32 header or data of an array
+    whose bytes at body offset ``pos`` are not what a well-formed frame holds there."""
+    n = view.nbytes
+    if pos + 2 > n or view[pos] != _BIN8:
+        raise RemoteProtocolError(tag, name, "truncated or malformed before the array data (expected a bin8 pad)")
+    k = view[pos + 1]
+    if k > 7 or pos + 2 + k > n or (pos + 2 + k + 5) % 8 or (k and any(view[pos + 2:pos + 2 + k])):
+        raise RemoteProtocolError(tag, name, f"pad of {k} bytes at body offset {pos} must be the 0..7 zero "
+                                  "bytes that put the array data on an 8-byte boundary")
+    pos += 2 + k
+    if pos + 5 > n or view[pos] != _BIN32:
+        raise RemoteProtocolError(tag, name, "truncated or malformed array header (expected a bin32)")
+    (nbytes,) = struct.unpack_from(">I", view, pos + 1)
+    pos += 5
+    if nbytes != want:
+        raise RemoteProtocolError(tag, name, f"{nbytes} data bytes do not hold shape {tuple(shape)} of {dtype}")
+    if pos + nbytes > n:
+        raise RemoteProtocolError(tag, name, f"truncated: needs {nbytes} bytes, {n - pos} left")
+    raise AssertionError(f"{tag}.{name}: array bytes at body offset {pos} refused, but no fault found")  # pragma: no cover
 
 
 def _short(value: Any, limit: int = 60) -> str:
