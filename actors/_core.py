@@ -19,7 +19,7 @@ from ..protocol import (
     SpikeBatch,
     WriteWeights,
 )
-from ._actor import Actor
+from ._actor import STOP, Actor
 from ._link import LinkEnd
 
 __all__ = ["CoreActor", "CoreConfig"]
@@ -37,6 +37,7 @@ class CoreActor(Actor):
         self.model = AnalogCore(config, chip_seed=chip_seed, seed=seed)
         self.log = self.log.bind(chip_seed=chip_seed)
         self.dropped_total: dict[str, int] = {}
+        self._shut: set[str] = set()  # links whose Shutdown came: router (no more runs), synram (PPU done)
 
     async def handle(self, link: str, msg: Message) -> None:
         reply_to = self.links[link]
@@ -63,7 +64,7 @@ class CoreActor(Actor):
                 for reply in replies:
                     await reply_to.send(reply)
             elif isinstance(msg, Shutdown):
-                self.stop()
+                await self._shutdown(link)
             else:
                 await reply_to.send(Error(fault="remote", in_reply_to=msg.TAG,
                                           message=f"core: cannot handle {msg.TAG}"))
@@ -73,3 +74,22 @@ class CoreActor(Actor):
         except ValueError as exc:
             await reply_to.send(Error(fault="remote", in_reply_to=msg.TAG, message=str(exc),
                                       run_id=getattr(msg, "run_id", -1)))
+
+    async def _shutdown(self, link: str) -> None:
+        """Stop once both sides are done. The router's Shutdown comes after every run it played: runs
+        still open then are closed with what was cut (their RunComplete says so), so nobody waits for
+        them. The PPU's comes on synram after its last weight write: until then the core serves it."""
+        if link == "router" and "router" not in self._shut:
+            for reply in self.model.cut_open_runs():
+                await self.links["router"].send(reply)
+        self._shut.add(link)
+        if self._shut >= {"router", "synram"}:
+            self.stop()
+
+    async def _pump_until_closed(self, link_name: str, end) -> None:
+        await super()._pump_until_closed(link_name, end)
+        if link_name == "synram" and "synram" not in self._shut:  # the PPU is gone: it has nothing more to write
+            self._shut.add("synram")
+            if "router" in self._shut:
+                self._inbox_send.send_nowait((link_name, STOP))
+

@@ -16,6 +16,7 @@ import numpy as np
 import trio
 
 from ..chip import N_ROWS, Learner, LearnerConfig, NeuronParams
+from ..chip._core import CUT_BY_SHUTDOWN
 from ..chip._optim import AdamState
 from ..protocol import (
     PROTOCOL_VERSION,
@@ -41,7 +42,7 @@ from ..protocol import (
     WriteLearnerState,
     WriteWeights,
 )
-from ._actor import Actor
+from ._actor import STOP, Actor
 from ._link import LinkEnd
 
 __all__ = ["PpuActor", "PpuConfig", "PPU_MEMORY_BYTES"]
@@ -69,6 +70,7 @@ class _RunData:
     label: list = field(default_factory=list)
     sample: list = field(default_factory=list)
     complete: trio.Event = field(default_factory=trio.Event)
+    failed: str = ""  # why the run will not give a complete record (refused, cut short): no step on it
 
     def events(self):
         if not self.t:
@@ -119,17 +121,30 @@ class PpuActor(Actor):
             run.label.append(msg.label)
             run.sample.append(msg.sample)
         elif isinstance(msg, RunComplete) and msg.run_id in self._runs:
-            self._runs[msg.run_id].complete.set()
+            run = self._runs[msg.run_id]
+            if msg.dropped.get(CUT_BY_SHUTDOWN):
+                run.failed = f"run {msg.run_id} was cut short by a shutdown before all its samples ran"
+            run.complete.set()
+        elif isinstance(msg, Error) and msg.run_id in self._runs:  # the core refused the run
+            run = self._runs[msg.run_id]
+            run.failed = f"run {msg.run_id} was refused: {msg.message}"
+            run.complete.set()
         elif isinstance(msg, (ConfigureLearning, TrainStep, ReadLearnerState, WriteLearnerState)):
             self._jobs_send.send_nowait(msg)  # in order with the learning jobs: a state read sees every step before it
         elif isinstance(msg, Shutdown):
-            self.stop()
+            # Finish the jobs accepted before it (their runs complete, or are closed by the core's
+            # own shutdown), then tell the core on synram that no weight write will follow.
+            self._jobs_send.send_nowait(msg)
         else:
             await self.links["router"].send(Error(fault="remote", in_reply_to=msg.TAG,
                                                   message=f"ppu: cannot handle {msg.TAG}"))
 
     async def work(self) -> None:
         async for job in self._jobs_recv:
+            if isinstance(job, Shutdown):
+                await self.links["synram"].send(job)
+                self._inbox_send.send_nowait(("synram", STOP))
+                return
             if isinstance(job, ConfigureLearning):
                 await self._configure(job)
             elif isinstance(job, ReadLearnerState):
@@ -194,6 +209,10 @@ class PpuActor(Actor):
             return
         await run.complete.wait()
         del self._runs[step.run_id]
+        if run.failed:
+            await router.send(Error(fault="remote", in_reply_to="train_step", run_id=step.run_id,
+                                    message=f"train_step: {run.failed}"))
+            return
         req = run.request
         t, label, sample = run.events()
         inputs, spikes = self.learner.spikes_from_ticks(t, label, sample, req.sample_ticks)

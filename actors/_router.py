@@ -216,6 +216,12 @@ class RouterActor(Actor):
                 await ppu.send(done)
             await host.send(done)
             del self._runs[msg.run_id]
+        elif isinstance(msg, Error) and run is not None and msg.in_reply_to == "run_request":
+            # the core refused the run: it will not complete
+            if run.request.learn:
+                await ppu.send(msg)  # so that the PPU answers a TrainStep on it instead of waiting
+            await host.send(msg)
+            del self._runs[msg.run_id]
         elif isinstance(msg, (MembraneSamples, NeuronTrace, Weights, Ack, Error, Hello)):
             await host.send(msg)
         else:

@@ -87,6 +87,10 @@ class _Run:
     events_out: int = 0
 
 
+CUT_BY_SHUTDOWN = "cut_by_shutdown"
+"""``RunComplete.dropped`` reason of a run whose playback a Shutdown cut short."""
+
+
 class AnalogCore:
     """One emulated analog core. ``handle(msg)`` returns the messages to send back."""
 
@@ -213,6 +217,19 @@ class AnalogCore:
             out.append(RunComplete(run_id=req.run_id, n_samples=req.n_samples, events_in=run.events_in,
                                    events_out=run.events_out))
             del self._runs[req.run_id]
+        return out
+
+    def cut_open_runs(self) -> list[RunComplete]:
+        """Close every open run: its playback will never be complete (the host shut the board down).
+
+        Each gets a RunComplete whose ``dropped["cut_by_shutdown"]`` counts the input events it had
+        received but not simulated; its samples from ``next_sample`` on were never run."""
+        out = []
+        for run_id, run in sorted(self._runs.items()):
+            pending = int(sum(np.count_nonzero(s >= run.next_sample) for s in run.sample))
+            out.append(RunComplete(run_id=run_id, n_samples=run.next_sample, events_in=run.events_in,
+                                   events_out=run.events_out, dropped={CUT_BY_SHUTDOWN: pending}))
+        self._runs.clear()
         return out
 
     def _simulate(self, run: _Run, first: int, stop: int) -> list[Message]:

@@ -171,9 +171,6 @@ from neurosplit.actors.conformance import (FAIL, NOT_APPLICABLE, PASS, SCENARIOS
 from neurosplit.protocol import RemoteProtocolError, decode  # noqa: E402
 
 ALL = {s.name for s in SCENARIOS}
-KNOWN_FAILURES = {"exchange.shutdown-while-learning"}
-"""Scenarios this repository's board fails, honestly: after Shutdown the PPU stops without taking
-the learning step it had accepted (docs/testing.md, "What the suite found")."""
 RELIABLE = {n for n in ALL if n.startswith("reliable.")}
 
 
@@ -201,10 +198,8 @@ async def test_the_suite_passes_against_the_in_process_board():
     with trio.fail_after(600):  # a hang guard: the first run may compile kernels
         results = await run_suite(InProcessTarget(chip_seed=2, session_map=SESSION))
     got = _by_outcome(results)
-    assert got[FAIL] == KNOWN_FAILURES, table(results)
+    assert got[FAIL] == set(), table(results)
     assert got[NOT_APPLICABLE] == {"session.reconnect"}
-    lost = next(r for r in results if r.name == "exchange.shutdown-while-learning")
-    assert "expected learn_result, received nothing" in lost.text
     assert len(results) == len(SCENARIOS)
     details = {r.name: r.details for r in results}
     assert details["training.step"]["rows_changed"] > 0 and details["exchange.run-spikes"]["spikes"] > 0
@@ -218,7 +213,7 @@ async def test_the_suite_passes_against_a_board_server():
             results = await run_suite(target)
             outcomes = [s.outcome.split(":")[0] for s in target.server.sessions]
     got = _by_outcome(results)
-    assert got[FAIL] == KNOWN_FAILURES, table(results)
+    assert got[FAIL] == set(), table(results)
     assert got[NOT_APPLICABLE] == {"malformed.truncated"} | RELIABLE
     assert "refused" in outcomes and "disconnected" in outcomes and outcomes[-1] == "done"
 
@@ -283,11 +278,13 @@ def _fix_the_crc(frame):
 
 RUN_STREAMS = {"exchange.run-spikes", "exchange.observables", "exchange.learning", "ordering.duplicate-run-id",
                "ordering.horizon-back", "ordering.interleaved-runs", "ordering.duplicate-train-step",
-               "flow.slow-reader", "training.step"}
+               "flow.slow-reader", "training.step", "exchange.shutdown-while-learning", "exchange.shutdown-cuts-a-run",
+               "exchange.refused-learning-run"}
 ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unknown-version-hello",
                              "handshake.wrong-role",
                              "handshake.hello-first", "ordering.duplicate-run-id", "ordering.unknown-run",
-                             "ordering.duplicate-train-step", "exchange.wrong-direction"} | {
+                             "ordering.duplicate-train-step", "exchange.wrong-direction", "exchange.shutdown-cuts-a-run",
+                             "exchange.refused-learning-run"} | {
     n for n in ALL if n.startswith("malformed.")}
 
 
@@ -302,7 +299,7 @@ ERRORS_NAMING_THE_REQUEST = {"handshake.unknown-version-frame", "handshake.unkno
 async def test_a_broken_board_fails_exactly_the_scenarios_that_cover_its_fault(broken, fails, mentions, tmp_path):
     target = InProcessTarget(chip_seed=2, session_map=SESSION, wrap_board=broken)
     with trio.fail_after(600):  # a hang guard: the first run may compile kernels
-        results = await run_suite(target, select("not reliable,not shutdown-while-learning"))
+        results = await run_suite(target, select("not reliable"))
     got = _by_outcome(results)
     assert got[FAIL] == fails, table(results)
     by_name = {r.name: r for r in results}
@@ -341,7 +338,7 @@ async def test_a_board_with_wrong_sequence_numbers_fails_the_reliable_link_scena
                              wrap_board_wire=lambda t: _Rewriting(t, up=_wrong_sequence_numbers),
                              reliable_config=ReliableConfig(rto_s=0.01, max_rto_s=0.05, link_timeout_s=1.0))
     with trio.fail_after(600):
-        results = await run_suite(target, select("reliable,exchange,handshake.hello,not shutdown-while-learning"))
+        results = await run_suite(target, select("reliable,exchange,handshake.hello"))
     got = _by_outcome(results)
     assert got[FAIL] == RELIABLE, table(results)
     for r in results:

@@ -274,4 +274,6 @@ async def test_a_board_records_its_end_of_a_host_link_it_does_not_share():
     assert [(r.direction, r.tag) for r in host] == [("down", "hello"), ("up", "hello"), ("down", "write_weights"),
                                                    ("up", "ack"), ("down", "shutdown")]
     assert [r.message() for r in host if r.direction == "up"] == peer.received
-    assert {r.link for r in rec.records} == {"host", "chip", "ppu"}  # no PPU step: synram stays silent
+    assert {r.link for r in rec.records} == {"host", "chip", "ppu", "synram"}
+    # no PPU step: synram carries only the PPU's Shutdown to the core, after its (no) last write
+    assert [(r.direction, r.tag) for r in rec.records if r.link == "synram"] == [("down", "shutdown")]

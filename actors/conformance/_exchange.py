@@ -181,9 +181,74 @@ async def shutdown_while_learning(target):
         await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
         await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16)))
         await peer.send(Shutdown(reason="conformance: the last step is in flight"))
-        await peer.expect(RunComplete)
-        await peer.expect(LearnResult)
+        done = await peer.expect(RunComplete)
+        if done.run_id != 0 or done.dropped:
+            raise Failed(f"run_complete: expected run 0 with nothing dropped, got run {done.run_id}, "
+                         f"dropped {dict(done.dropped)}")
+        result = await peer.expect(LearnResult)
+        if result.run_id != 0 or result.n_samples != 4:
+            raise Failed(f"learn_result: expected run 0 over 4 samples, got run {result.run_id}, "
+                         f"{result.n_samples} samples")
         await peer.expect_end()
+
+
+@scenario("exchange.shutdown-cuts-a-run")
+async def shutdown_cuts_a_run(target):
+    """A Shutdown while a learning run still waits for its playback (2 of its 4 samples and half of
+    the third played) and its TrainStep is queued: the board closes the run with a RunComplete whose
+    dropped map names cut_by_shutdown (the events received for samples never run), answers the
+    TrainStep with an Error instead of learning on half a record, then closes the link. Nothing the
+    host is owed may hang, and a cut run must not look like a finished one."""
+    net = small_net()
+    t, label, sample = playback(4, seed=9)
+    horizon = 2 * SAMPLE_TICKS + SAMPLE_TICKS // 2  # samples 0 and 1 complete, half of sample 2 played
+    played = t < horizon
+    t, label, sample = t[played], label[played], sample[played]
+    late = int(np.count_nonzero(sample >= 2))
+    async with target.session() as s:
+        peer = s.peer
+        await configure(peer, net)
+        await peer.send(net.placement.learning(net.net))
+        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
+        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=horizon))
+        await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 0], np.uint16)))
+        await peer.send(Shutdown(reason="conformance: a run is cut short"))
+        done = await peer.expect(RunComplete)
+        cut = done.dropped.get("cut_by_shutdown", 0)
+        if done.run_id != 0 or done.n_samples != 2 or cut != late:
+            raise Failed(f"run_complete: expected run 0, 2 samples run, dropped cut_by_shutdown={late}; got run "
+                         f"{done.run_id}, {done.n_samples} samples, dropped {dict(done.dropped)}")
+        await expect_error(peer, mentions="cut short", in_reply_to="train_step", run_id=0)
+        await peer.expect_end()
+    return {"cut_events": cut}
+
+
+@scenario("exchange.refused-learning-run")
+async def refused_learning_run(target):
+    """A learning run the chip cannot hold (CADC period below the converter's minimum) is refused
+    with a chip-limit Error for its run_id, and the TrainStep queued on it is answered with an Error
+    too (the plasticity processor must not wait for a run that will never complete); afterwards
+    the board serves the next run and learning step as usual."""
+    net = small_net()
+    t, label, sample = playback(2, seed=10)
+    async with target.session() as s:
+        peer = s.peer
+        await configure(peer, net)
+        await peer.send(net.placement.learning(net.net))
+        await peer.send(RunRequest(run_id=5, n_samples=2, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False,
+                                   cadc_period_ticks=1))
+        await expect_error(peer, mentions="cadc_period_ticks", in_reply_to="run_request", fault="chip-limit",
+                           run_id=5)
+        await peer.send(TrainStep(run_id=5, label=np.array([0, 1], np.uint16)))
+        await expect_error(peer, mentions="refused", in_reply_to="train_step", run_id=5)
+        await peer.send(RunRequest(run_id=6, n_samples=2, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
+        await peer.send(SpikeBatch(run_id=6, t_ticks=t, label=label, sample=sample, horizon_ticks=2 * SAMPLE_TICKS))
+        await peer.send(TrainStep(run_id=6, label=np.array([0, 1], np.uint16)))
+        done = await peer.expect(RunComplete)
+        result = await peer.expect(LearnResult)
+        if done.run_id != 6 or result.run_id != 6:
+            raise Failed(f"after the refusal: expected run 6's RunComplete and LearnResult, got runs "
+                         f"{done.run_id} and {result.run_id}")
 
 
 @scenario("exchange.wrong-direction")
