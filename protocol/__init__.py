@@ -9,7 +9,6 @@ from ._codec import (
     FRAME_HEADER_BYTES,
     UNCHECKED,
     FrameParts,
-    FrameReader,
     decode,
     decode_body,
     encode,
@@ -19,6 +18,7 @@ from ._codec import (
 from ._errors import ChipLimitError, LocalProtocolError, NeurosplitError, ProtocolError, RemoteProtocolError
 from ._messages import *  # noqa: F401,F403  (the catalogue; __all__ lists it)
 from ._messages import __all__ as _message_names
+from ._stream import FrameReader
 from ._time import ACCELERATION, TICK_NS, TICKS_PER_US, bio_ms_to_us, ticks_to_us, us_to_bio_ms, us_to_ticks
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Messages to bytes and back, and length-prefixed frames for byte streams. No I/O here.
+"""Messages to frames and back. No I/O here.
 
 A frame is ``<u32 body length | flag><u32 crc32 of body><body>`` (little endian), so the body
 starts 8-byte aligned. Bit 31 of the first word (``UNCHECKED``) says the body carries no
@@ -17,24 +17,25 @@ read-only numpy views, without copying. docs/protocol.md gives the layout byte b
 In one process a frame need never be joined: :func:`encode_parts` gives it as
 :class:`FrameParts`, the list of buffers it is made of (header bytes, then each array's own
 memory), and :func:`decode` wraps those buffers again, copying nothing either way.
+
+Per-class encoders and sealed-frame decoders are in ``_compiled.py``, the header reader and its
+checks in ``_header.py``, the splitter of byte streams into frames in ``_stream.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import operator
 import struct
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 import numpy as np
 
-from ._base import _REGISTRY, MAX_MAP_LEN, MAX_STR_BYTES, Message, _from_wire, scalar_kinds
-from ._compiled import _DECODERS, _ENCODERS, GLUE, MAX_HEADER_BYTES, encoder, sealed_decoder
+from ._base import _REGISTRY, Message, _from_wire
+from ._compiled import _DECODERS, _ENCODERS, GLUE, encoder, sealed_decoder
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._header import _check_header, _read_header
 from ._messages import PROTOCOL_VERSION
 
 try:  # ISA-L computes the same CRC-32 as zlib several times faster (benchmarks/codec_speed.py); optional
@@ -49,7 +50,6 @@ __all__ = [
     "encode_body",
     "decode_body",
     "FrameParts",
-    "FrameReader",
     "DEFAULT_MAX_FRAME_BYTES",
     "FRAME_HEADER_BYTES",
     "UNCHECKED",
@@ -68,9 +68,6 @@ _FRAME_HEADER = struct.Struct("<II")
 _ARRAY32 = 0xDD
 _BIN8 = 0xC4
 _BIN32 = 0xC6
-_MAX_HEADER_BYTES = MAX_HEADER_BYTES
-_MAX_ARRAYS = 64
-_MAX_DIM = 1 << 40  # largest length of one array axis (and far beyond any frame)
 _THREAD = threading.local()  # a msgpack Packer per thread (a Packer keeps a buffer between calls)
 
 
@@ -308,130 +305,6 @@ def _array_fault(view: memoryview, pos: int, tag: str, name: str, dtype: np.dtyp
     raise AssertionError(f"{tag}.{name}: array bytes at body offset {pos} refused, but no fault found")  # pragma: no cover
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """repr of a received value, cut short: a peer must not fill our logs through an error text.
-    A value nested deeper than Python's recursion limit (msgpack unpacks up to 1024 levels) is
-    named by its type only (benchmarks/fuzz_decoder.py found repr failing on those)."""
-    try:
-        text = repr(value)
-    except RecursionError:
-        return f"<{type(value).__name__} nested too deep to show>"
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _read_header(view: memoryview) -> tuple[Any, int]:
-    """The msgpack header after the 5-byte array32 marker, and the body offset where it ends.
-    Fed to a bounded Unpacker 512 bytes at a time (a header is ~100 bytes), never more than
-    64 KiB: the array data behind it is not copied."""
-    unpacker = msgpack.Unpacker(**_UNPACK_LIMITS)
-    end = min(view.nbytes, 5 + _MAX_HEADER_BYTES)
-    pos = 5
-    while True:
-        stop = min(end, pos + 512)
-        unpacker.feed(view[pos:stop])
-        pos = stop
-        try:
-            header = unpacker.unpack()
-        except msgpack.OutOfData:
-            if pos >= end:
-                what = "truncated" if end == view.nbytes else f"longer than {_MAX_HEADER_BYTES} bytes"
-                raise RemoteProtocolError("frame", "header", f"message header {what}") from None
-            continue
-        except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-            # e.g. msgpack's StackError (nesting deeper than its stack), a str over max_str_len
-            raise RemoteProtocolError("frame", "header", f"not a msgpack header: {type(exc).__name__} {exc}") from exc
-        return header, 5 + unpacker.tell()
-
-
-_UNPACK_LIMITS = dict(raw=False, strict_map_key=True, max_buffer_size=_MAX_HEADER_BYTES, max_bin_len=0, max_ext_len=0,
-                      max_str_len=MAX_STR_BYTES, max_array_len=max(_MAX_ARRAYS, 3), max_map_len=MAX_MAP_LEN)
-
-
-_HEADER_KEYS = ("v", "t", "f", "a")
-
-
-_FIELD_NAMES: dict[type, tuple[frozenset, tuple[str, ...]]] = {}
-
-
-def _field_names(cls: type[Message]) -> tuple[frozenset, tuple[str, ...]]:
-    """(every scalar field, the scalar fields without a default in declaration order): a frame
-    must carry the second and nothing outside the first (fields with defaults may be absent)."""
-    required = tuple(
-        f.name for f in dataclasses.fields(cls)
-        if f.name not in cls.ARRAYS and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    )
-    _FIELD_NAMES[cls] = found = (frozenset(scalar_kinds(cls)), required)
-    return found
-
-
-def _check_header(header: Any) -> tuple[type[Message], dict, list]:
-    if type(header) is not dict:
-        raise RemoteProtocolError("frame", "header", f"expected a map, got {type(header).__name__}")
-    version = header.get("v")  # first: another version may lay out the rest of the header differently
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        raise RemoteProtocolError("frame", "v", f"protocol version {_short(version)} is not spoken here (we speak {PROTOCOL_VERSION})")
-    if len(header) != 4 or not header.keys() <= _HEADER_SET:
-        for key in header:
-            if key not in _HEADER_KEYS:
-                raise RemoteProtocolError("frame", "header", f"unknown key {_short(key)}")
-    tag = header.get("t")
-    cls = _REGISTRY.get(tag) if type(tag) is str else None
-    if cls is None:
-        raise RemoteProtocolError("frame", "t", f"unknown message type {_short(tag)}")
-    fields = header.get("f")
-    if type(fields) is not dict:
-        raise RemoteProtocolError(tag, "f", f"expected a map of fields, got {type(fields).__name__}")
-    known, required = _FIELD_NAMES.get(cls) or _field_names(cls)
-    names = fields.keys()
-    if not names <= known:
-        for name in fields:
-            if name not in known:
-                raise RemoteProtocolError(tag, _short(name, 40) if not isinstance(name, str) else name[:40], "unknown field")
-    for name in required:
-        if name not in fields:
-            raise RemoteProtocolError(tag, name, "missing field")
-    raw_specs = header.get("a")
-    if type(raw_specs) is not list or len(raw_specs) > _MAX_ARRAYS:
-        raise RemoteProtocolError(tag, "a", f"expected a list of at most {_MAX_ARRAYS} array descriptions")
-    layout = _LAYOUTS.get(cls) or _layout(cls)
-    names_match = len(raw_specs) == len(layout)
-    if names_match:
-        for spec, entry in zip(raw_specs, layout):
-            if type(spec) is not list or not spec or spec[0] != entry[0]:
-                names_match = False
-                break
-    if not names_match:
-        names = [s[0] if isinstance(s, list) and s else None for s in raw_specs]
-        raise RemoteProtocolError(tag, "a", f"arrays {_short(names, 200)} do not match {list(cls.ARRAYS)}")
-    specs = []
-    for spec, (name, want, want_str, want_ndim) in zip(raw_specs, layout):
-        if len(spec) != 3:
-            raise RemoteProtocolError(tag, name, "array description must be [name, dtype, shape]")
-        _, dtype_str, shape = spec
-        if dtype_str != want_str:
-            raise RemoteProtocolError(tag, name, f"expected dtype {want_str} ({want}), got {_short(dtype_str)}")
-        if type(shape) is not list or len(shape) != want_ndim:
-            raise RemoteProtocolError(tag, name, f"expected a shape of {want_ndim} non-negative ints, got {_short(shape)}")
-        for d in shape:
-            if type(d) is not int or not 0 <= d < _MAX_DIM:
-                raise RemoteProtocolError(tag, name, f"expected a shape of {want_ndim} non-negative ints, got {_short(shape)}")
-        specs.append((name, want, shape))
-    return cls, fields, specs
-
-
-_HEADER_SET = frozenset(_HEADER_KEYS)
-
-
-_LAYOUTS: dict[type, tuple[tuple[str, np.dtype, str, int], ...]] = {}
-
-
-def _layout(cls: type[Message]) -> tuple[tuple[str, np.dtype, str, int], ...]:
-    """(name, dtype, dtype string, ndim) of each array field, in wire order."""
-    found = tuple((name, np.dtype(dtype), np.dtype(dtype).str, ndim) for name, (dtype, ndim) in cls.ARRAYS.items())
-    _LAYOUTS[cls] = found
-    return found
-
-
 if np.dtype(np.uint64).alignment == 8:
     def _aligned8(view: memoryview) -> bool:
         """Whether the buffer starts 8-byte aligned in memory (numpy's aligned flag, cheaper than its address)."""
@@ -444,52 +317,3 @@ else:  # pragma: no cover - 32-bit platforms
 _BYTES_ALIGNED = all(_aligned8(memoryview(bytes(n))) for n in (8, 24, 1000, 100_000))
 """Whether this interpreter keeps the data of bytes objects 8-byte aligned (CPython on 64-bit
 platforms does: the object header is 32 bytes, and allocations are 16-byte aligned)."""
-
-
-class FrameReader:
-    """Sans-I/O splitter of a byte stream into whole frames.
-
-    ``feed(data)`` appends received bytes; ``frames()`` yields each complete frame as ``bytes``
-    (ready for :func:`decode`, and 8-byte aligned). A frame longer than ``max_frame_bytes`` raises
-    RemoteProtocolError as soon as its 8-byte header is seen, before its body is buffered, so no
-    peer can make the reader hold more than the maximum beyond what one ``feed`` hands it. Frames
-    before a bad one are all yielded first; once broken, the reader raises on every ``frames()``.
-    """
-
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        if max_frame_bytes < FRAME_HEADER_BYTES:
-            raise ValueError(f"max_frame_bytes must be >= {FRAME_HEADER_BYTES}, got {max_frame_bytes}")
-        self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
-        self._start = 0  # bytes of _buf already yielded; dropped on the next feed, not once per frame
-        self._error: RemoteProtocolError | None = None
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Received bytes not yet yielded as a frame."""
-        return len(self._buf) - self._start
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes."""
-        if self._start:
-            del self._buf[:self._start]
-            self._start = 0
-        self._buf += data
-
-    def frames(self) -> Iterator[bytes]:
-        """Yield every complete frame buffered so far, in order."""
-        if self._error is not None:
-            raise RemoteProtocolError(self._error.message, self._error.field, self._error.problem)
-        while len(self._buf) - self._start >= FRAME_HEADER_BYTES:
-            word, _ = _FRAME_HEADER.unpack_from(self._buf, self._start)
-            total = FRAME_HEADER_BYTES + (word & _LENGTH_BITS)
-            if total > self.max_frame_bytes:
-                self._error = RemoteProtocolError(
-                    "frame", "length", f"{total} bytes exceeds the maximum {self.max_frame_bytes}")
-                raise self._error
-            if len(self._buf) - self._start < total:
-                return
-            with memoryview(self._buf) as mv:
-                frame = bytes(mv[self._start:self._start + total])
-            self._start += total
-            yield frame

@@ -25,7 +25,6 @@ from neurosplit.protocol import (
     FrameReader,
     ProtocolError,
     RemoteProtocolError,
-    Shutdown,
     SpikeBatch,
     decode,
     encode,
