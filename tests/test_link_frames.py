@@ -79,3 +79,28 @@ def test_buffered_counts_what_trio_statistics_count(size):
         seen.append((len(fast), len(slow), send.statistics().current_buffer_used))
     assert all(a == b == c for a, b, c in seen)
     assert [a for a, _, _ in seen] == ([0] * 7 if size == 0 else [0, 1, 2, 1, 2, 1, 0])
+
+
+async def test_in_process_frames_and_checked_bytes_give_the_same_training():
+    """The same short on-chip training with every link in-process (sealed FrameParts, no CRC,
+    shared arrays) and with every link wrapped (joined bytes, CRC, full checks on decode) ends with
+    bit-identical weights, loss and accuracy, and counts the same bytes on every link."""
+    from neurosplit.actors import SystemConfig, open_system
+    from neurosplit.host._report import weights_sha256
+    from neurosplit.host._training import TrainConfig, train
+
+    from helpers import FAST_CORE
+
+    cfg = TrainConfig(epochs=1, n_train=60, n_test=20, n_hidden=10, batch_size=20, seed=4)
+    wrap_all = {name: (lambda a, b: (_Passing(a), _Passing(b))) for name in ("host", "chip", "ppu", "synram")}
+    outcomes = []
+    for wrap in (None, wrap_all):
+        async with open_system(SystemConfig(seed=4, core=FAST_CORE), wrap=wrap) as system:
+            assert all(link.ideal is (wrap is None) for link in system.links.values())
+            report = await train(system.host, cfg)
+            weights = (await system.host.read_weights(np.arange(256, dtype=np.uint16),
+                                                      np.arange(512, dtype=np.uint16))).weight
+        traffic = {(name, d): (s.messages, s.bytes, s.events) for name, link in system.links.items()
+                   for d, s in link.stats.items()}
+        outcomes.append((weights_sha256(weights), report["test_accuracy"], report["train_loss"], traffic))
+    assert outcomes[0] == outcomes[1]
