@@ -105,8 +105,18 @@ def run_ours(learning: str, epochs: int | None, seed: int, chip_seed: int, log_d
             "train_samples_seen": cfg["n_train"] * n_epochs if "n_train" in cfg else None,
             "host_link_bytes_per_sample": rep["host_link_bytes_per_sample"],
             "traffic": rep.get("traffic"), "weights_sha256": rep.get("weights_sha256"),
-            "test_accuracy_per_epoch": rep.get("test_accuracy_per_epoch"),
+            "test_accuracy_per_epoch": rep.get("test_accuracy_per_epoch"), "epoch_wall_s": rep.get("epoch_wall_s"),
             "train_accuracy": rep.get("train_accuracy"), "config": cfg}
+
+
+def time_to_accuracy(run: dict, target: float) -> tuple[int, float] | None:
+    """(first epoch whose test accuracy reaches ``target``, the process's wall seconds had it stopped
+    after that epoch: its whole wall time minus the epochs after it), or None if it never does."""
+    acc, walls = run.get("test_accuracy_per_epoch") or [], run.get("epoch_wall_s") or []
+    for i, a in enumerate(acc):
+        if a >= target and len(walls) == len(acc):
+            return i + 1, run["wall_s"] - float(sum(walls[i + 1:]))
+    return None
 
 
 def print_table(jax: dict, ours: dict[str, dict]) -> None:
@@ -129,6 +139,13 @@ def print_table(jax: dict, ours: dict[str, dict]) -> None:
         d = r["test_accuracy"] - jacc
         print(f"{learning}: test accuracy {d:+.3f} vs jaxsnn ({'ours better' if d > 0 else 'ours WORSE' if d < 0 else 'equal'}), "
               f"wall {r['wall_s'] / jax['wall_s']:.2f}x jaxsnn's")
+        reached = time_to_accuracy(r, jacc)
+        r["time_to_peer_accuracy"] = None if reached is None else {"epoch": reached[0], "wall_s": reached[1]}
+        if reached is not None:
+            print(f"{learning}: reaches jaxsnn's final {jacc:.3f} at epoch {reached[0]}, after {reached[1]:.1f} s "
+                  f"({jax['wall_s'] / reached[1]:.1f}x faster than jaxsnn's {jax['wall_s']:.1f} s to it)")
+        else:
+            print(f"{learning}: never reaches jaxsnn's final {jacc:.3f}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -102,8 +102,9 @@ class Progress:
 
 def training_report(*, task: str, learning: str, seed: int, history: list, samples: int, wall_s: float,
                     n_hidden: int, quantisation: dict, config: dict, net, **extra) -> dict:
-    """The report of a training (DESIGN.md "Reports"): accuracies and losses per epoch from ``history``
-    (records with train_accuracy, train_loss, test_accuracy, hidden_spikes_per_sample), throughput over
+    """The report of a training (DESIGN.md "Reports"): accuracies, losses and wall seconds per epoch from
+    ``history`` (records with train_accuracy, train_loss, test_accuracy, hidden_spikes_per_sample, wall_s,
+    resumed epochs included), throughput over
     ``samples`` trained in ``wall_s`` seconds, and ``extra`` keys. Keys with a leading underscore are
     for the command line and are not written."""
     return {
@@ -114,6 +115,7 @@ def training_report(*, task: str, learning: str, seed: int, history: list, sampl
         "train_accuracy": [h.train_accuracy for h in history],
         "train_loss": [h.train_loss for h in history],
         "test_accuracy_per_epoch": [h.test_accuracy for h in history],
+        "epoch_wall_s": [h.wall_s for h in history],
         "wall_s": wall_s,
         "samples_per_s": samples / wall_s,
         "spikes_per_hidden_neuron": float(np.mean([h.hidden_spikes_per_sample for h in history]) / n_hidden),
