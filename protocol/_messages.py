@@ -15,6 +15,8 @@ import numpy as np
 
 from ._base import MAX_LABEL, MAX_STR_BYTES, Message
 
+_count_nonzero = np.count_nonzero
+
 __all__ = [
     "PROTOCOL_VERSION",
     "ROLES",
@@ -261,7 +263,7 @@ class SpikeBatch(Message):
         # Every message on the spike path runs this: two array passes in the common case (ticks in
         # order, labels' maximum). Ticks in order are non-negative iff the first is; the slow
         # helpers run only to name the fault, in the order the rules are listed.
-        if n > 1 and (t[1:] < t[:-1]).any():
+        if n > 1 and _count_nonzero(t[1:] < t[:-1]):  # count_nonzero: a C loop, where .any() is a ufunc reduction
             self._at_least("t_ticks", 0, "tick")
             self._non_decreasing("t_ticks")
         if t[0] < 0:
