@@ -508,3 +508,31 @@ def test_neuron_layers_and_cycles():
     w[6 + 20, 3] = 1.0  # last layer -> first: a cycle
     net = prepare_network(w, p)
     assert neuron_layers(net.row_ptr, net.col, net.n_in, net.n) is None
+
+
+def test_layered_path_resumes_after_a_full_spike_buffer():
+    """Few inputs, many spikes (short refractoriness, strong drive): the layered kernel's spikes outgrow the
+    first buffer (2 inputs + 8 n + 64) and the sample is redone with a larger one; the batch must equal its
+    samples run alone, bit for bit, probes included."""
+    rng = np.random.default_rng(12)
+    n_in, n_hidden, n_out, ns, t_end = 2, 4, 2, 4, 300.0
+    n = n_hidden + n_out
+    p = NeuronParams(rng.uniform(8, 12, n), rng.uniform(20, 30, n), np.full(n, V_LEAK), np.full(n, V_RESET),
+                     np.full(n, 125.0), np.full(n, 0.2))
+    w = np.zeros((n_in + n, n))
+    w[:n_in, :n_hidden] = rng.uniform(300, 600, (n_in, n_hidden))
+    w[n_in:n_in + n_hidden, n_hidden:] = rng.uniform(20, 40, (n_hidden, n_out))
+    t = np.tile([0.0, 100.0], ns)
+    smp = np.repeat(np.arange(ns), 2)
+    src = rng.integers(0, n_in, t.size)
+    kw = dict(probe_t_us=np.linspace(0, t_end - 1, 40), probe_neuron=[0, n - 1], max_spikes_per_sample=100_000)
+    batch = simulate_events(w, p, t, src, smp, ns, t_end, **kw)
+    assert batch.spikes.n_spikes > 2 * (2 * t.size + 8 * n + 64)
+    assert set(batch.spikes.neuron.tolist()) >= {n_hidden, n - 1}  # the output layer fires too
+    for s in range(ns):
+        sel = smp == s
+        one = simulate_events(w, p, t[sel], src[sel], np.zeros(sel.sum(), int), 1, t_end, **kw)
+        mine = batch.spikes.of_sample(s)
+        assert mine.t_us.tobytes() == one.spikes.t_us.tobytes()
+        assert mine.neuron.tobytes() == one.spikes.neuron.tobytes()
+        assert batch.v_probe_lsb[s].tobytes() == one.v_probe_lsb[0].tobytes()
