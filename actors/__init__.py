@@ -1,22 +1,67 @@
-"""The trio runtime: links, the actor base, the four actors and the system wiring."""
+"""The trio runtime: links, the actor base, the four actors and the system wiring.
 
-from ._actor import Actor, ActorFailed
-from ._admission import BoardLimits, admission_problem
-from ._board import BoardLost, BoardServer, RemoteSystem, connect_board, session_config
-from ._core import CoreActor
-from ._faults import FaultSpec, LinkFaults, parse_faults
-from ._host import BoardError, HostActor, RunResult
-from ._link import DirectionStats, Link, LinkEnd, open_link
-from ._link_model import LinkModel, LinkTimeline, Transit, default_link_models
-from ._ppu import PPU_MEMORY_BYTES, PpuActor, PpuConfig
-from ._reliable import LinkDownError, ReliableConfig, ReliableTransport
-from ._resilience import LinkWrapping, wrap_links
-from ._profile import Profiler, active_profiler, profiling
-from ._router import RouterActor, RouterConfig
-from ._socket import StreamTransport, parse_address, remote_link
-from ._system import (LINK_NAMES, Board, System, SystemConfig, TransportWrapper, first_actor_failure, open_board,
-                      open_system)
-from ._transport import FrameTransport, MemoryTransport, memory_transport_pair
+Names are imported on first use (PEP 562), so that importing a submodule, such as the pytest
+plugin of the test kit, does not load the whole runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Actor": "._actor",
+    "ActorFailed": "._actor",
+    "BoardLimits": "._admission",
+    "admission_problem": "._admission",
+    "BoardLost": "._board",
+    "BoardServer": "._board",
+    "RemoteSystem": "._board",
+    "connect_board": "._board",
+    "session_config": "._board",
+    "CoreActor": "._core",
+    "FaultSpec": "._faults",
+    "LinkFaults": "._faults",
+    "parse_faults": "._faults",
+    "BoardError": "._host",
+    "HostActor": "._host",
+    "RunResult": "._host",
+    "DirectionStats": "._link",
+    "Link": "._link",
+    "LinkEnd": "._link",
+    "open_link": "._link",
+    "LinkModel": "._link_model",
+    "LinkTimeline": "._link_model",
+    "Transit": "._link_model",
+    "default_link_models": "._link_model",
+    "PPU_MEMORY_BYTES": "._ppu",
+    "PpuActor": "._ppu",
+    "PpuConfig": "._ppu",
+    "LinkDownError": "._reliable",
+    "ReliableConfig": "._reliable",
+    "ReliableTransport": "._reliable",
+    "LinkWrapping": "._resilience",
+    "wrap_links": "._resilience",
+    "Profiler": "._profile",
+    "active_profiler": "._profile",
+    "profiling": "._profile",
+    "RouterActor": "._router",
+    "RouterConfig": "._router",
+    "StreamTransport": "._socket",
+    "parse_address": "._socket",
+    "remote_link": "._socket",
+    "LINK_NAMES": "._system",
+    "Board": "._system",
+    "System": "._system",
+    "SystemConfig": "._system",
+    "TransportWrapper": "._system",
+    "first_actor_failure": "._system",
+    "open_board": "._system",
+    "open_system": "._system",
+    "FrameTransport": "._transport",
+    "MemoryTransport": "._transport",
+    "memory_transport_pair": "._transport",
+}
+"""Public name -> the module (relative to this package) that defines it."""
 
 __all__ = [
     "Actor", "ActorFailed", "CoreActor", "BoardError", "HostActor", "RunResult", "DirectionStats", "Link",
@@ -29,3 +74,16 @@ __all__ = [
     "BoardLimits", "admission_problem", "FaultSpec", "LinkFaults", "parse_faults", "LinkDownError", "ReliableConfig",
     "ReliableTransport", "LinkWrapping", "wrap_links",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

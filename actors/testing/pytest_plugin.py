@@ -16,8 +16,8 @@ system and the peer's board; default quick_config(): chip 0, no calibration),
 ``neurosplit_wrap`` (per link, a transport wrapper such as ``fault_wrapper(...)[0]``; default
 none) and ``neurosplit_chip_seed`` (the board server's die, default 0).
 
-Loading the plugin imports its parent packages (neurosplit.actors: about 1.5 s, numba mostly) at the
-start of every pytest run where neurosplit is installed; ``-p no:neurosplit`` turns it off.
+Loading the plugin is cheap: its parent packages import their names on first use, and the fixtures
+import the runtime (numba, mostly) only when a test requests one; ``-p no:neurosplit`` turns it off.
 """
 
 from __future__ import annotations
