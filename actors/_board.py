@@ -40,7 +40,7 @@ from ._link import Link
 from ._ppu import PpuConfig
 from ._profile import active_profiler
 from ._socket import StreamTransport, parse_address, remote_link
-from ._system import SystemConfig, first_actor_failure, open_board
+from ._system import LINK_NAMES, SystemConfig, first_actor_failure, open_board
 
 __all__ = ["BoardServer", "BoardLost", "RemoteSystem", "connect_board", "session_config", "SESSION_DEFAULTS"]
 
@@ -128,17 +128,22 @@ class BoardServer:
 
     chip_seed: the die. make_config(chip_seed, session) builds each session's configuration
     (default ``session_config``). handshake_timeout_s: how long a new connection may take to say
-    hello. ``sessions`` records each connection, refusals included.
+    hello. ``sessions`` records each connection, refusals included. recorder(session index, peer,
+    session map of the host's Hello), if given, makes a frame recorder per admitted session (an actors.testing.FrameRecorder: its
+    ``end_wrapper``, ``wrap`` and ``close`` are used) that records the board's end of the host link
+    and every link of the board.
     """
 
     def __init__(self, chip_seed: int, *, make_config: Callable[[int, Mapping[str, int]], SystemConfig] = session_config,
-                 handshake_timeout_s: float = 10.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+                 handshake_timeout_s: float = 10.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 recorder: Callable[[int, str, dict], object] | None = None) -> None:
         if handshake_timeout_s <= 0:
             raise ValueError(f"handshake_timeout_s must be > 0, got {handshake_timeout_s}")
         self.chip_seed = chip_seed
         self.make_config = make_config
         self.handshake_timeout_s = handshake_timeout_s
         self.max_frame_bytes = max_frame_bytes
+        self.recorder = recorder
         self.host: str | None = None  # peer address of the host being served
         self.sessions: list[SessionRecord] = []
         self.log = structlog.get_logger().bind(actor="board_server", chip_seed=chip_seed)
@@ -227,9 +232,12 @@ class BoardServer:
         record = SessionRecord(peer, "disconnected", dict(config.session))
         board_transport = _SessionTransport(transport, first)
         board = None
+        rec = self.recorder(len(self.sessions), peer, dict(config.session)) if self.recorder is not None else None
+        host_end = board_transport if rec is None else rec.end_wrapper("host", "b")(board_transport)
+        wrap = None if rec is None else rec.wrap(links=[n for n in LINK_NAMES if n != "host"])
         try:
             with trio.CancelScope() as scope:
-                async with open_board(config, board_transport) as board:
+                async with open_board(config, host_end, wrap=wrap) as board:
                     # The session ends when the router has stopped (the host's Shutdown) or the
                     # host has gone; either way nothing of this board is kept.
                     await board_transport.ended.wait()
@@ -256,6 +264,8 @@ class BoardServer:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
         finally:
+            if rec is not None:
+                rec.close()
             record.wall_s = time.perf_counter() - t0
             if board is not None:
                 record.traffic = board.traffic()

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import trio
 
 from neurosplit import actors
 from neurosplit.actors import testing as kit
@@ -254,3 +255,30 @@ def test_record_and_replay_from_the_command_line_with_a_board_server(tmp_path, c
     finally:
         proc.kill()
         proc.wait(timeout=30)
+
+
+async def test_chip_serve_records_each_session_at_the_boards_end(tmp_path):
+    """``chip serve --record DIR``: the server records each admitted session, the host link from the
+    board's end plus the board's own links; the host side of that recording replays against a
+    board server with no divergence, and its host link holds exactly what the host's own recording
+    of the same session holds."""
+    from neurosplit.host.cli._chip import _session_recorder
+
+    host_rec = kit.FrameRecorder(links=("host",))
+    async with kit.serving_board(4, recorder=_session_recorder(str(tmp_path), 4)) as address:
+        async with actors.connect_board(address, CONFIG, wrap_transport=host_rec.end_wrapper("host", "a")) as system:
+            await train(system.host, SMALL)
+        host_rec.close()
+        path = tmp_path / "session-000.nsrec"
+        with trio.fail_after(30):  # the server writes on until its session has ended
+            while not path.exists() or len(kit.read_recording(path, partial=True).link("host")) < len(host_rec.records):
+                await trio.sleep(0.05)
+            await trio.sleep(0.2)
+        board_side = kit.read_recording(path)
+        assert board_side.meta["recorded_by"] == "chip serve" and board_side.meta["chip_seed"] == 4
+        assert {r.link for r in board_side.records} == {"host", "chip", "ppu", "synram"}
+        mine = [(r.direction, r.frame) for r in host_rec.records]
+        theirs = [(r.direction, r.frame) for r in board_side.link("host")]
+        assert sorted(theirs) == sorted(mine) and len(mine) > 10
+        report = await kit.replay(board_side, address)
+    assert report.ok, report.verdict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
@@ -26,6 +27,9 @@ def add_arguments(p) -> None:
                        help="seconds a new connection may take to say hello")
     serve.add_argument("--max-sessions", type=int, default=0, metavar="N",
                        help="stop after serving N hosts (0: serve until interrupted)")
+    serve.add_argument("--record", metavar="DIR",
+                       help="record every frame of each admitted session (the host link at the board's end and "
+                            "the board's own links) into DIR/session-NNN.nsrec; `neurosplit replay` reads them")
     serve.set_defaults(log_level="info")
 
 
@@ -33,7 +37,8 @@ async def job(args) -> dict:
     listen_host, port = actors.parse_address(args.listen)
     if args.max_sessions < 0:
         raise ValueError(f"--max-sessions must be >= 0, got {args.max_sessions}")
-    server = actors.BoardServer(args.chip_seed, handshake_timeout_s=args.handshake_timeout)
+    server = actors.BoardServer(args.chip_seed, handshake_timeout_s=args.handshake_timeout,
+                                recorder=_session_recorder(args.record, args.chip_seed) if args.record else None)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(server.serve, listen_host, port)
         bound = listeners[0].socket.getsockname()
@@ -49,6 +54,22 @@ async def job(args) -> dict:
     sessions = [s.__dict__ for s in server.sessions]
     return {"listen": f"{bound[0]}:{bound[1]}", "sessions": sessions,
             "hosts_served": sum(1 for s in sessions if not s["outcome"].startswith(("refused", "disconnected before")))}
+
+
+def _session_recorder(directory: str, chip_seed: int):
+    """A recorder per admitted session, writing DIR/session-NNN.nsrec."""
+    from ...actors.testing import FrameRecorder
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def make(index: int, peer: str, session: dict) -> FrameRecorder:
+        return FrameRecorder(out / f"session-{index:03d}.nsrec",
+                             meta={"command": "chip serve", "recorded_by": "chip serve", "chip_seed": chip_seed,
+                                   "seed": session.get("seed"), "session": session, "peer": peer,
+                                   "host_link": "the board's end"})
+
+    return make
 
 
 async def _until_signal(scope: trio.CancelScope) -> None:
