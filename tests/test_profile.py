@@ -197,3 +197,15 @@ def test_compare_command_measures_every_scheme_on_the_same_task(tmp_path, capsys
     assert "spike_batch" not in rows["on-chip-eventprop"]["train_bytes_by_type"]["up"]
     assert (out / "compare.csv").exists()
     assert "B/grad" in capsys.readouterr().out
+
+
+def test_compare_applies_the_link_options_to_every_scheme(tmp_path):
+    """--faults (and --reliable, --board) reach the systems compare opens: frames dropped on the chip link
+    show up as events dropped by reason in each scheme's row."""
+    out = tmp_path / "cmp"
+    argv = ["compare", "yinyang", "--epochs", "1", "--n-train", "40", "--n-test", "20", "--hidden", "10",
+            "--batch-size", "20", "--no-calibrate", "--no-plots", "--out", str(out),
+            "--schemes", "on-chip-eventprop", "--faults", "chip:drop=0.3"]
+    assert main(argv) == 0
+    row = json.loads((out / "report.json").read_text())["compare"]["schemes"][0]
+    assert sum(row["dropped"].values()) > 0, row["dropped"]

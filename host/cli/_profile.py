@@ -17,7 +17,7 @@ from ... import actors
 from .._profile_report import compare_text, plot_compare, plot_profile, profile_text, write_tables_csv
 from .._report import weights_sha256
 from .._training import LEARNING_SCHEMES, train
-from ._common import common_parser, final_weights, system_config
+from ._common import common_parser, final_weights, open_job_system
 from ._train import add_train_arguments, train_config
 
 __all__ = ["Profile", "Compare"]
@@ -176,7 +176,7 @@ async def _compare_one(args, scheme: str) -> dict:
     scheme_args = copy.copy(args)
     scheme_args.learning = scheme
     cfg = train_config(scheme_args)
-    async with actors.open_system(system_config(scheme_args)) as system:
+    async with open_job_system(scheme_args) as system:  # --faults, --reliable and --board apply to each scheme
         meter = _Meter(system.links["host"])
         report = await train(_MeteredBoard(system.host, meter), cfg, progress=meter.progress)
         meter.switch("end")
