@@ -9,6 +9,7 @@ reconnecting to a board that has no server), it says so and the scenario is not 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Mapping
@@ -53,7 +54,7 @@ class Session:
     faults: object = None
 
 
-class Target:
+class Target(ABC):
     """Base of the targets. ``description``: for the report. ``chip_seed``: the board's die, if
     known beforehand. ``byte_stream``: frames travel on a byte stream (a socket), where a frame's
     length is what its header says. ``injects_faults``: fault injection and reliable delivery can
@@ -67,9 +68,12 @@ class Target:
     reconnects = False
     session_map: dict[str, int] = DEFAULT_SESSION
 
+    @abstractmethod
     def session(self, *, hello: bool = True, faults: Mapping[str, FaultSpec] | None = None,
-                reliable: ReliableConfig | None = None) -> "AsyncIterator[Session]":  # pragma: no cover
-        raise NotImplementedError
+                reliable: ReliableConfig | None = None) -> "AsyncIterator[Session]":
+        """An async context manager: one host session on this target (the peer says Hello first
+        unless ``hello`` is False; faults and reliable delivery under the host link where the target
+        injects faults)."""
 
     def as_dict(self) -> dict:
         return {"description": self.description, "chip_seed": self.chip_seed, "byte_stream": self.byte_stream,
