@@ -323,3 +323,29 @@ def rebuild(frame: bytes, edit: Callable[[dict], Any]) -> bytes:
     header, datas = split_frame(frame)
     edit(header)
     return frame_around(reference_body(header, datas))
+
+
+# -- byte mutations of frame bodies (fuzzing) -----------------------------------------------------------------
+
+def byte_mutations(ops=("flip", "set", "insert", "delete")):
+    """(op, position, byte) tuples for ``mutate``; positions wrap around the body's length."""
+    return st.tuples(st.sampled_from(list(ops)), st.integers(0, 1 << 20), st.integers(0, 255))
+
+
+def mutate(body: bytearray, mutations) -> bytes:
+    """Apply ``mutations`` in order: flip a bit, set a byte, insert a byte, delete a byte, or truncate
+    from a position on. Returns the mutated bytes."""
+    for op, pos, byte in mutations:
+        i = pos % (len(body) + (op == "insert")) if body or op == "insert" else 0
+        if op == "flip" and body:
+            body[i] ^= 1 << (byte % 8)
+        elif op == "set" and body:
+            body[i] = byte
+        elif op == "insert":
+            body.insert(i, byte)
+        elif op == "delete" and body:
+            del body[i]
+        elif op == "truncate":
+            del body[i:]
+    return bytes(body)
+

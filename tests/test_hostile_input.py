@@ -164,24 +164,8 @@ def test_values_nested_about_as_deep_as_python_recurses_are_refused(depth, where
 # -- longer fuzzing ---------------------------------------------------------------------------
 FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_mutation = st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 1 << 20),
-                      st.integers(0, 255))
-
-
-def _mutate(body: bytearray, mutations) -> bytes:
-    for op, pos, byte in mutations:
-        i = pos % (len(body) + (op == "insert")) if body or op == "insert" else 0
-        if op == "flip" and body:
-            body[i] ^= 1 << (byte % 8)
-        elif op == "set" and body:
-            body[i] = byte
-        elif op == "insert":
-            body.insert(i, byte)
-        elif op == "delete" and body:
-            del body[i]
-        elif op == "truncate":
-            del body[i:]
-    return bytes(body)
+_mutation = strategies.byte_mutations(("flip", "set", "insert", "delete", "truncate"))
+_mutate = strategies.mutate
 
 
 class _Tally:

@@ -119,26 +119,15 @@ def test_a_stream_of_checked_and_unchecked_frames_cut_anywhere_yields_its_frames
     assert got == frames and [decode(f) for f in got] == [m for m, _ in msgs]
 
 
-_mutation = st.tuples(st.sampled_from(["flip", "set", "insert", "delete"]), st.integers(0, 1 << 20),
-                      st.integers(0, 255))
+_mutation = strategies.byte_mutations()
 
 
 @FUZZ
 @given(msg=strategies.messages(max_n=6), mutations=st.lists(_mutation, min_size=1, max_size=4))
 def test_mutated_frames_without_checksum_decode_or_raise(msg, mutations):
     """No CRC stands before the parser here: every mutation reaches it."""
-    body = bytearray(encode(msg, checksum=False)[8:])
-    for op, pos, byte in mutations:
-        i = pos % (len(body) + (op == "insert"))
-        if op == "flip" and body:
-            body[i] ^= 1 << (byte % 8)
-        elif op == "set" and body:
-            body[i] = byte
-        elif op == "insert":
-            body.insert(i, byte)
-        elif op == "delete" and body:
-            del body[i]
-    decodes_or_refuses(frame_around(bytes(body), unchecked=True))
+    body = strategies.mutate(bytearray(encode(msg, checksum=False)[8:]), mutations)
+    decodes_or_refuses(frame_around(body, unchecked=True))
 
 
 @FUZZ
