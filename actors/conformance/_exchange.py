@@ -13,6 +13,16 @@ from ._common import (SAMPLE_TICKS, check_run_stream, collect_run, configure, ex
 from ._scenario import Failed, scenario
 
 
+async def _learning_run(peer, net, t, label, sample, *, n_samples: int = 4, horizon_ticks: int | None = None) -> None:
+    """Configure ``net`` with learning on, then play run 0 (learn=True, no spikes recorded): the
+    playback ``(t, label, sample)`` up to ``horizon_ticks`` (default: the whole run)."""
+    await configure(peer, net)
+    await peer.send(net.placement.learning(net.net))
+    await peer.send(RunRequest(run_id=0, n_samples=n_samples, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
+    horizon = n_samples * SAMPLE_TICKS if horizon_ticks is None else horizon_ticks
+    await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=horizon))
+
+
 @scenario("exchange.configure-weights")
 async def configure_weights(target):
     """ConfigureNeurons and ConfigureRows are taken without a reply; WriteWeights is confirmed by an
@@ -112,10 +122,7 @@ async def learning(target):
     t, label, sample = playback(4, seed=5)
     async with target.session() as s:
         peer = s.peer
-        await configure(peer, net)
-        await peer.send(net.placement.learning(net.net))
-        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
-        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
+        await _learning_run(peer, net, t, label, sample)
         await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16), apply_update=False,
                                   report_gradients=True))
         first = len(peer.received)
@@ -175,10 +182,7 @@ async def shutdown_while_learning(target):
     t, label, sample = playback(4, seed=8)
     async with target.session() as s:
         peer = s.peer
-        await configure(peer, net)
-        await peer.send(net.placement.learning(net.net))
-        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
-        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=4 * SAMPLE_TICKS))
+        await _learning_run(peer, net, t, label, sample)
         await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 3], np.uint16)))
         await peer.send(Shutdown(reason="conformance: the last step is in flight"))
         done = await peer.expect(RunComplete)
@@ -207,10 +211,7 @@ async def shutdown_cuts_a_run(target):
     late = int(np.count_nonzero(sample >= 2))
     async with target.session() as s:
         peer = s.peer
-        await configure(peer, net)
-        await peer.send(net.placement.learning(net.net))
-        await peer.send(RunRequest(run_id=0, n_samples=4, sample_ticks=SAMPLE_TICKS, learn=True, record_spikes=False))
-        await peer.send(SpikeBatch(run_id=0, t_ticks=t, label=label, sample=sample, horizon_ticks=horizon))
+        await _learning_run(peer, net, t, label, sample, horizon_ticks=horizon)
         await peer.send(TrainStep(run_id=0, label=np.array([0, 1, 2, 0], np.uint16)))
         await peer.send(Shutdown(reason="conformance: a run is cut short"))
         done = await peer.expect(RunComplete)

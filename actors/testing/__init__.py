@@ -5,7 +5,7 @@ Names are imported on first use (PEP 562): the pytest plugin below this package 
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "Divergence": "._diff",
@@ -45,14 +45,4 @@ __all__ = ["Divergence", "first_divergence", "message_divergence", "ExchangeFail
            "FaultSpec", "fault_wrapper", "parse_faults", "board_peer", "quick_config", "running_system", "serving_board"]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
