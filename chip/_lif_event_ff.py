@@ -303,6 +303,19 @@ def _layer_ahead(i, m, ie, t_end, in_t, in_src, wt_in, e_slow, x, t_prev, mixed,
             first[k] = min(first[k], jj if hit else m)
 
 
+@njit(cache=True, nogil=True)
+def _stop(code, cursor, status, smp, c0, seg, k, n_out_k, out_start):
+    """Leave _run_ff on BUFFER_FULL (cursor at neuron k of the segment starting at input seg of the
+    chunk starting at c0, spikes kept up to n_out_k: a call with larger buffers resumes there) or
+    CAP_EXCEEDED (the sample is over its spike cap)."""
+    if code == BUFFER_FULL:
+        cursor[_C_SMP], cursor[_C_IN], cursor[_C_SEG], cursor[_C_NRN] = smp, c0, seg, k
+        cursor[_C_OUT], cursor[_C_START], cursor[_C_LIVE] = n_out_k, out_start, 1
+        status[0], status[1], status[2] = smp, n_out_k, BUFFER_FULL
+    else:
+        status[0], status[1], status[2] = smp, out_start, CAP_EXCEEDED
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _run_ff(wt, wt_in, dense_src, nc, group, tab_inv, tab_ad, v_leak, v_reset, theta0, t_ref, th_off, use_off,
             in_t, in_src, in_off, t_end, probe_t, pq_ptr, pq_idx, v_probe, max_spikes,
@@ -400,11 +413,7 @@ def _run_ff(wt, wt_in, dense_src, nc, group, tab_inv, tab_ad, v_leak, v_reset, t
                         if code != DONE:
                             if code == BUFFER_FULL:  # redo this segment from neuron k (the others are done)
                                 u[k], cur[k], t_last[k], key[k], exact[k] = saved
-                                cursor[_C_SMP], cursor[_C_IN], cursor[_C_SEG], cursor[_C_NRN] = smp, c0, i, k
-                                cursor[_C_OUT], cursor[_C_START], cursor[_C_LIVE] = n_out_k, out_start, 1
-                                status[0], status[1], status[2] = smp, n_out_k, BUFFER_FULL
-                            else:
-                                status[0], status[1], status[2] = smp, out_start, CAP_EXCEEDED
+                            _stop(code, cursor, status, smp, c0, i, k, n_out_k, out_start)
                             return
                     k0 = 0
                     i = i1
@@ -418,12 +427,8 @@ def _run_ff(wt, wt_in, dense_src, nc, group, tab_inv, tab_ad, v_leak, v_reset, t
                         u, cur, t_last, key, exact, theta, refr, ppos, seg_u, seg_c, seg_t, seg_next, out_t, out_nrn,
                         out_smp)
                     if code != DONE:
-                        if code == BUFFER_FULL:  # drop this neuron's chunk; it is redone from its saved state
-                            cursor[_C_SMP], cursor[_C_IN], cursor[_C_SEG], cursor[_C_NRN] = smp, c0, c0, k
-                            cursor[_C_OUT], cursor[_C_START], cursor[_C_LIVE] = n_out_k, out_start, 1
-                            status[0], status[1], status[2] = smp, n_out_k, BUFFER_FULL
-                        else:
-                            status[0], status[1], status[2] = smp, out_start, CAP_EXCEEDED
+                        # BUFFER_FULL: this neuron's chunk is dropped and redone from its saved state
+                        _stop(code, cursor, status, smp, c0, c0, k, n_out_k, out_start)
                         return
                 k0 = 0
             if c1 == ie:

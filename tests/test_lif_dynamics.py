@@ -510,10 +510,11 @@ def test_neuron_layers_and_cycles():
     assert neuron_layers(net.row_ptr, net.col, net.n_in, net.n) is None
 
 
-def test_layered_path_resumes_after_a_full_spike_buffer():
-    """Few inputs, many spikes (short refractoriness, strong drive): the layered kernel's spikes outgrow the
-    first buffer (2 inputs + 8 n + 64) and the sample is redone with a larger one; the batch must equal its
-    samples run alone, bit for bit, probes included."""
+@pytest.mark.parametrize("layers", [1, 2])
+def test_one_neuron_at_a_time_paths_resume_after_a_full_spike_buffer(layers):
+    """Few inputs, many spikes (short refractoriness, strong drive): the spikes of the neuron-by-neuron
+    (one layer) and layered (two) kernels outgrow the first buffer (2 inputs + 8 n + 64) and the run
+    resumes with a larger one; the batch must equal its samples run alone, bit for bit, probes included."""
     rng = np.random.default_rng(12)
     n_in, n_hidden, n_out, ns, t_end = 2, 4, 2, 4, 300.0
     n = n_hidden + n_out
@@ -521,7 +522,10 @@ def test_layered_path_resumes_after_a_full_spike_buffer():
                      np.full(n, 125.0), np.full(n, 0.2))
     w = np.zeros((n_in + n, n))
     w[:n_in, :n_hidden] = rng.uniform(300, 600, (n_in, n_hidden))
-    w[n_in:n_in + n_hidden, n_hidden:] = rng.uniform(20, 40, (n_hidden, n_out))
+    if layers == 2:
+        w[n_in:n_in + n_hidden, n_hidden:] = rng.uniform(20, 40, (n_hidden, n_out))
+    else:
+        w[:n_in, n_hidden:] = rng.uniform(300, 600, (n_in, n_out))
     t = np.tile([0.0, 100.0], ns)
     smp = np.repeat(np.arange(ns), 2)
     src = rng.integers(0, n_in, t.size)
