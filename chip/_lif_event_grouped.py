@@ -1,0 +1,366 @@
+"""Exact event-driven LIF integration of a layered network, a whole layer at a time, interval by interval.
+
+The neuron-by-neuron kernels (``_lif_event_ff``, ``_lif_event_layered``) pay two scalar exponentials per
+delivery and a scalar root search per spike. A layer of a network like Yin-Yang's hears the same few
+event times in every neuron (25 inputs at 5 distinct times; then ~100 hidden spikes), so here a layer
+goes through the distinct times of its event stream together:
+
+1. the propagation factors exp(-dt/tau_slow) and expm1(-dt |1/tau_syn - 1/tau_mem|) of every (neuron,
+   interval between consecutive distinct times) are computed in one vectorised pass (``_vexp``);
+2. each neuron runs through its intervals with the closed form of ``_lif_closed_form`` (deliveries add
+   the weights of all events at the interval's start; propagation is then a few multiply-adds) and
+   looks for a crossing in each interval: u at the interval's end at or above theta, or, only when u
+   rises at the start, falls at the end and a cheap bound does not rule it out, the exact peak;
+3. the crossings of the layer are then solved together: the safeguarded Newton iteration of
+   ``_lif_closed_form._root`` run in lock-step over all of them, with its exponentials vectorised.
+
+This path assumes what makes it fast: a neuron's first spike ends its trial (its refractory period
+reaches past t_end) and theta > 0 (a neuron at rest is below threshold). A neuron where either fails
+(or whose crossing falls in an interval that starts less than t_ref before t_end) is integrated alone by
+``_lif_event_layered._neuron_through``, exactly as the layered kernel would. A layer whose neurons
+hear few of the stream's events (a sparse layer) goes neuron by neuron too: the interval pass costs
+neurons x intervals, the other one the deliveries.
+
+Results: the same spikes as the event queue up to rounding (spike times agree to ~1e-13 us, tested);
+not bit-identical, because propagations are grouped differently and the exponentials are ``_vexp``'s
+(<= 2 ulp) rather than libm's. Deterministic: a sample's spikes depend only on that sample's inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._lif_closed_form import _AD, _E, _INV_SLOW, _INV_TM, _INV_TS, _SLOW_MEM, _TM, _root, _s_critical, _u_at
+from ._lif_event_layered import _merge_spikes, _neuron_through
+from ._spikes import BUFFER_FULL, CAP_EXCEEDED, DONE
+from ._vexp import exp_into, expm1_into
+
+# Resumable kernel: cursor = [sample, spikes written]; a sample that does not fit is redone from its start.
+_C_SMP, _C_OUT = range(2)
+
+_GROUPED_ADVANTAGE = 3  # a layer goes interval by interval when neurons x intervals <= this x its deliveries
+
+
+def layer_fill(wt: np.ndarray, order: np.ndarray, layer_ptr: np.ndarray) -> np.ndarray:
+    """int64[L, rows]: how many neurons of each layer have a synapse from each source row (wt: [n, rows])."""
+    fill = np.zeros((layer_ptr.size - 1, wt.shape[1]), np.int64)
+    for lay in range(layer_ptr.size - 1):
+        fill[lay] = np.count_nonzero(wt[order[layer_ptr[lay]:layer_ptr[lay + 1]]], axis=0)
+    return fill
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, nc, res, buf):
+    """res[q] = s in [0, job_hi[q]] with u(s) = theta for each crossing q < nj, from state (u, c).
+
+    The safeguarded iteration of ``_lif_closed_form._root`` (regula falsi start; steps inside a
+    shrinking bracket, bisection when a step leaves it or converges too slowly; stop at
+    |step| < 1e-14 (1 + s)), but with Halley steps (u'' costs no exponential: ~3.7 evaluations a
+    crossing instead of ~5.1 on Yin-Yang) and for all crossings in lock-step, so that each round's
+    exponentials go through one vectorised call. Crossings still open move to the front after each
+    round. buf: float64[>= 16 nj] scratch.
+    """
+    isl, ad, itm, its, slow = buf[0:nj], buf[nj:2 * nj], buf[2 * nj:3 * nj], buf[3 * nj:4 * nj], buf[4 * nj:5 * nj]
+    lo, hi, x = buf[5 * nj:6 * nj], buf[6 * nj:7 * nj], buf[7 * nj:8 * nj]
+    dx, dxo, uu, cc = buf[8 * nj:9 * nj], buf[9 * nj:10 * nj], buf[10 * nj:11 * nj], buf[11 * nj:12 * nj]
+    a_s, a_m, e_s, x_m = buf[12 * nj:13 * nj], buf[13 * nj:14 * nj], buf[14 * nj:15 * nj], buf[15 * nj:16 * nj]
+    th = res  # res[q] holds crossing q's threshold until q settles (a settled q is never read again)
+    idx = np.empty(nj, np.int64)
+    for q in range(nj):
+        k = job_k[q]
+        idx[q] = q
+        isl[q], ad[q], itm[q], its[q], slow[q] = nc[_INV_SLOW, k], nc[_AD, k], nc[_INV_TM, k], nc[_INV_TS, k], \
+            nc[_SLOW_MEM, k]
+        uu[q], cc[q], th[q] = job_u[q], job_c[q], job_th[q]
+        lo[q], hi[q] = 0.0, job_hi[q]
+        f_lo, f_hi = job_flo[q], job_fhi[q]
+        xq = lo[q] + (hi[q] - lo[q]) * (-f_lo / (f_hi - f_lo))
+        if not (xq > lo[q] and xq < hi[q]):
+            xq = 0.5 * (lo[q] + hi[q])
+        x[q] = xq
+        dxo[q] = hi[q] - lo[q]
+        dx[q] = dxo[q]
+    na = nj
+    for rnd in range(201):
+        for p in range(na):
+            a_s[p] = -x[p] * isl[p]
+            a_m[p] = -x[p] * ad[p]
+        exp_into(a_s[:na], e_s[:na])
+        expm1_into(a_m[:na], x_m[:na])
+        keep = 0
+        for p in range(na):
+            xq, es_, xm, adq, itmq = x[p], e_s[p], x_m[p], ad[p], itm[p]
+            if adq > 0.0:  # as _decay
+                e_fast = es_ * (1.0 + xm)
+                g = es_ * (-xm / adq) * itmq
+            else:
+                e_fast = es_
+                g = es_ * xq * itmq
+            em, es = (es_, e_fast) if slow[p] > 0.0 else (e_fast, es_)
+            u = uu[p] * em + cc[p] * g
+            i = cc[p] * es
+            thq = th[idx[p]]
+            f = u - thq
+            df = (i - u) * itmq
+            lo_q, hi_q = lo[p], hi[p]
+            if rnd > 0:  # as _root: the bracket moves after each evaluation but the first
+                if f < 0.0:
+                    lo_q = xq
+                elif f > 0.0:
+                    hi_q = xq
+                else:
+                    res[idx[p]] = xq
+                    continue
+            d2 = (-i * its[p] - df) * itmq
+            newton = f / df
+            den = 1.0 - 0.5 * newton * d2 / df
+            step = newton / den if den > 0.5 else newton
+            nx = xq - step
+            if not (nx > lo_q and nx < hi_q) or abs(2.0 * f) > abs(dxo[p] * df):
+                step = 0.5 * (hi_q - lo_q)
+                nx = lo_q + step
+            if abs(step) < 1e-14 * (1.0 + nx):
+                res[idx[p]] = nx
+                continue
+            idx[keep] = idx[p]
+            isl[keep], ad[keep], itm[keep], its[keep], slow[keep] = isl[p], adq, itmq, its[p], slow[p]
+            uu[keep], cc[keep] = uu[p], cc[p]
+            lo[keep], hi[keep], x[keep] = lo_q, hi_q, nx
+            dxo[keep], dx[keep] = dx[p], step
+            keep += 1
+        na = keep
+        if na == 0:
+            return
+    for p in range(na):  # not settled in 200 rounds: the last iterate (as _root)
+        res[idx[p]] = x[p]
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sort_spikes(t, nrn, lo, hi, t_end, cnt, buf_t, buf_n):
+    """Put spikes [lo, hi) of one sample in record order (t, neuron): a counting sort into hi - lo
+    buckets of equal width in [0, t_end), then an insertion sort of the nearly sorted result (~15 ns a
+    spike for a Yin-Yang sample, where numba's argsort takes ~70). cnt, buf_t, buf_n: >= hi - lo + 1."""
+    m = hi - lo
+    if m < 2:
+        return
+    scale = m / t_end
+    cnt[:m + 1] = 0
+    for i in range(lo, hi):
+        b = min(max(int(t[i] * scale), 0), m - 1)
+        cnt[b + 1] += 1
+    for b in range(m):
+        cnt[b + 1] += cnt[b]
+    for i in range(lo, hi):
+        b = min(max(int(t[i] * scale), 0), m - 1)
+        j = cnt[b]
+        cnt[b] = j + 1
+        buf_t[j], buf_n[j] = t[i], nrn[i]
+    for i in range(1, m):
+        ti, ni = buf_t[i], buf_n[i]
+        j = i - 1
+        while j >= 0 and (buf_t[j] > ti or (buf_t[j] == ti and buf_n[j] > ni)):
+            buf_t[j + 1], buf_n[j + 1] = buf_t[j], buf_n[j]
+            j -= 1
+        buf_t[j + 1], buf_n[j + 1] = ti, ni
+    for i in range(m):
+        t[lo + i], nrn[lo + i] = buf_t[i], buf_n[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grow(a, need):
+    if a.shape[0] >= need:
+        return a
+    return np.empty(max(need, 2 * a.shape[0]), a.dtype)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _run_grouped(wt, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, t_ref, th_off, use_off, in_t, in_src,
+                 in_off, t_end, max_spikes, cursor, out_t, out_nrn, out_smp, status):
+    """Simulate from ``cursor`` on, sample by sample, layer by layer, each layer interval by interval.
+
+    wt: float64[n, n_in + n], row k = the weights onto neuron k from each source row (0 = no synapse);
+    order, layer_ptr: from ``neuron_layers``; fill: from ``layer_fill``. On a full output buffer it
+    returns with the cursor at the start of the sample that did not fit (redone with larger buffers).
+    """
+    n = v_leak.shape[0]
+    n_samples = in_off.shape[0] - 1
+    n_layers = layer_ptr.shape[0] - 1
+    u_reset = v_reset - v_leak
+    no_probe_t = np.zeros(0)
+    no_pq_ptr = np.zeros(n + 1, np.int64)
+    no_pq_idx = np.zeros(0, np.int64)
+    no_v_probe = np.zeros((0, 0, 0))
+    cap = 64
+    ev_t, ev_r = np.empty(cap), np.empty(cap, np.int64)
+    tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64)
+    g_start, g_t = np.empty(cap + 1, np.int64), np.empty(cap)
+    arg_s, arg_m, tab_e, tab_x = np.empty(256), np.empty(256), np.empty(256), np.empty(256)
+    job_k, job_t0 = np.empty(64, np.int64), np.empty(64)
+    job_u, job_c, job_th, job_hi, job_flo, job_fhi = np.empty(64), np.empty(64), np.empty(64), np.empty(64), \
+        np.empty(64), np.empty(64)
+    job_s, scratch = np.empty(64), np.empty(16 * 64)
+    s_cnt, s_t, s_n, sp_r = np.empty(128, np.int64), np.empty(128), np.empty(128, np.int32), np.empty(128, np.int64)
+    smp, n_out = cursor[_C_SMP], cursor[_C_OUT]
+    while smp < n_samples:
+        out_start = n_out
+        ib, ie = in_off[smp], in_off[smp + 1]
+        m = ie - ib
+        if m > cap:
+            cap = 2 * m
+            ev_t, ev_r, tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64)
+        for i in range(m):
+            ev_t[i], ev_r[i] = in_t[ib + i], in_src[ib + i]
+        for lay in range(n_layers):
+            lay_start = n_out
+            q0, q1 = layer_ptr[lay], layer_ptr[lay + 1]
+            nb = q1 - q0
+            # the distinct times of the stream: group j is events [g_start[j], g_start[j + 1]) at g_t[j]
+            g_start = _grow(g_start, m + 1)
+            g_t = _grow(g_t, m)
+            n_g = 0
+            for i in range(m):
+                if i == 0 or ev_t[i] != ev_t[i - 1]:
+                    g_start[n_g] = i
+                    g_t[n_g] = ev_t[i]
+                    n_g += 1
+            g_start[n_g] = m
+            touched = 0
+            for i in range(m):
+                touched += fill[lay, ev_r[i]]
+            grouped = n_g > 0 and nb * n_g <= _GROUPED_ADVANTAGE * touched
+            code = DONE
+            n_jobs = 0
+            if grouped:
+                # 1. the propagation factors of every (neuron, interval), in two vectorised passes
+                size = nb * n_g
+                arg_s, arg_m, tab_e, tab_x = _grow(arg_s, size), _grow(arg_m, size), _grow(tab_e, size), \
+                    _grow(tab_x, size)
+                for q in range(nb):
+                    k = order[q0 + q]
+                    isl, ad = nc[_INV_SLOW, k], nc[_AD, k]
+                    for j in range(n_g):
+                        dt = (g_t[j + 1] if j + 1 < n_g else t_end) - g_t[j]
+                        arg_s[q * n_g + j] = -dt * isl
+                        arg_m[q * n_g + j] = -dt * ad
+                exp_into(arg_s[:size], tab_e[:size])
+                expm1_into(arg_m[:size], tab_x[:size])
+                job_k, job_t0, job_u, job_c = _grow(job_k, nb), _grow(job_t0, nb), _grow(job_u, nb), _grow(job_c, nb)
+                job_th, job_hi, job_flo, job_fhi = _grow(job_th, nb), _grow(job_hi, nb), _grow(job_flo, nb), \
+                    _grow(job_fhi, nb)
+                # 2. each neuron through its intervals, up to the first one with a crossing
+                for q in range(nb):
+                    k = order[q0 + q]
+                    th = theta0[k] + th_off[smp, k] if use_off else theta0[k]
+                    alone = not th > 0.0
+                    if not alone:
+                        wk = wt[k]
+                        inv_tm, ad, tmk, ek = nc[_INV_TM, k], nc[_AD, k], nc[_TM, k], nc[_E, k]
+                        mixed, slow = ad > 0.0, nc[_SLOW_MEM, k] > 0.0
+                        u, c = 0.0, 0.0
+                        for j in range(n_g):
+                            for i in range(g_start[j], g_start[j + 1]):
+                                c += wk[ev_r[i]]
+                            t0 = g_t[j]
+                            dt = (g_t[j + 1] if j + 1 < n_g else t_end) - t0
+                            e_slow, xm = tab_e[q * n_g + j], tab_x[q * n_g + j]
+                            e_fast = e_slow * (1.0 + xm) if mixed else e_slow
+                            gk = e_slow * (-xm / ad) * inv_tm if mixed else e_slow * dt * inv_tm
+                            em, es = (e_slow, e_fast) if slow else (e_fast, e_slow)
+                            u1, c1 = u * em + c * gk, c * es
+                            hi = -1.0
+                            if u1 >= th:
+                                hi, f_hi = dt, u1 - th
+                            elif c > u and c > th and c1 < u1 and c + (u - c) * em >= th:
+                                # u rises, then falls within the interval, and the bound I(s) <= c does
+                                # not keep it below theta: look at the peak
+                                sc = _s_critical(u, c, tmk, ek)
+                                if sc > 0.0 and sc < dt:
+                                    up = _u_at(sc, u, c, nc, k)[0]
+                                    if up >= th:
+                                        hi, f_hi = sc, up - th
+                            if hi >= 0.0:
+                                if t0 + t_ref[k] < t_end:
+                                    # a release within the trial is possible: find out now
+                                    t = t0 + _root(0.0, hi, u - th, f_hi, u, c, th, nc, k)
+                                    if t + t_ref[k] < t_end:  # it may spike again: the general path
+                                        alone = True
+                                    elif t < t_end:
+                                        if n_out - out_start >= max_spikes:
+                                            code = CAP_EXCEEDED
+                                        elif n_out >= out_t.shape[0]:
+                                            code = BUFFER_FULL
+                                        else:
+                                            out_t[n_out], out_nrn[n_out], out_smp[n_out] = t, k, smp
+                                            n_out += 1
+                                else:
+                                    job_k[n_jobs], job_t0[n_jobs], job_u[n_jobs], job_c[n_jobs] = k, t0, u, c
+                                    job_th[n_jobs], job_hi[n_jobs] = th, hi
+                                    job_flo[n_jobs], job_fhi[n_jobs] = u - th, f_hi
+                                    n_jobs += 1
+                                break
+                            u, c = u1, c1
+                    if code != DONE:
+                        break
+                    if alone:
+                        n_out, code = _neuron_through(k, ev_t, ev_r, m, wt[k], th, t_end, nc, u_reset, t_ref, v_leak,
+                                                      v_reset, no_probe_t, no_pq_ptr, no_pq_idx, no_v_probe, smp,
+                                                      n_out, out_start, max_spikes, out_t, out_nrn, out_smp)
+                        if code != DONE:
+                            break
+                # 3. the crossings, solved together
+                if code == DONE and n_jobs > 0:
+                    job_s = _grow(job_s, n_jobs)
+                    scratch = _grow(scratch, 16 * n_jobs)
+                    _solve_crossings(n_jobs, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, nc, job_s,
+                                     scratch)
+                    for q in range(n_jobs):
+                        t = job_t0[q] + job_s[q]
+                        if not t < t_end:
+                            continue
+                        if n_out - out_start >= max_spikes:
+                            code = CAP_EXCEEDED
+                            break
+                        if n_out >= out_t.shape[0]:
+                            code = BUFFER_FULL
+                            break
+                        out_t[n_out], out_nrn[n_out], out_smp[n_out] = t, job_k[q], smp
+                        n_out += 1
+            else:
+                for q in range(q0, q1):
+                    k = order[q]
+                    th = theta0[k] + th_off[smp, k] if use_off else theta0[k]
+                    n_out, code = _neuron_through(k, ev_t, ev_r, m, wt[k], th, t_end, nc, u_reset, t_ref, v_leak,
+                                                  v_reset, no_probe_t, no_pq_ptr, no_pq_idx, no_v_probe, smp, n_out,
+                                                  out_start, max_spikes, out_t, out_nrn, out_smp)
+                    if code != DONE:
+                        break
+            if code != DONE:
+                if code == BUFFER_FULL:
+                    cursor[_C_SMP], cursor[_C_OUT] = smp, out_start
+                status[0], status[1], status[2] = smp, out_start, code
+                return
+            n_new = n_out - lay_start
+            if lay + 1 < n_layers and n_new > 0:
+                # merge the layer's spikes, put in stream order, into the stream (as _run_layered)
+                s_cnt, s_t, s_n = _grow(s_cnt, n_new + 1), _grow(s_t, n_new), _grow(s_n, n_new)
+                _sort_spikes(out_t, out_nrn, lay_start, n_out, t_end, s_cnt, s_t, s_n)
+                sp_t = out_t[lay_start:n_out]
+                sp_r = _grow(sp_r, n_new)
+                for i in range(n_new):
+                    sp_r[i] = out_nrn[lay_start + i] + n_in
+                if m + n_new > cap:
+                    cap = 2 * (m + n_new)
+                    grown_t, grown_r = np.empty(cap), np.empty(cap, np.int64)
+                    grown_t[:m], grown_r[:m] = ev_t[:m], ev_r[:m]
+                    ev_t, ev_r, tmp_t, tmp_r = grown_t, grown_r, np.empty(cap), np.empty(cap, np.int64)
+                m = _merge_spikes(ev_t, ev_r, m, sp_t, sp_r[:n_new], n_in, tmp_t, tmp_r)
+                ev_t, tmp_t = tmp_t, ev_t
+                ev_r, tmp_r = tmp_r, ev_r
+        n_smp = n_out - out_start
+        s_cnt, s_t, s_n = _grow(s_cnt, n_smp + 1), _grow(s_t, n_smp), _grow(s_n, n_smp)
+        _sort_spikes(out_t, out_nrn, out_start, n_out, t_end, s_cnt, s_t, s_n)
+        smp += 1
+    cursor[_C_SMP], cursor[_C_OUT] = smp, n_out
+    status[0], status[1], status[2] = n_samples, n_out, DONE
