@@ -333,6 +333,7 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
         wt_all = np.zeros((n, net.n_in + n))
         wt_all[net.col, np.repeat(np.arange(net.n_in + n), np.diff(net.row_ptr))] = net.val
         fill = layer_fill(wt_all, order, layer_ptr)
+        wl = np.ascontiguousarray(wt_all[order].T)
     if independent or layers is not None:
         pq_idx = np.argsort(probe_nrn, kind="stable")  # probe columns of neuron k: pq_idx[pq_ptr[k]:pq_ptr[k + 1]]
         pq_ptr = np.searchsorted(probe_nrn[pq_idx], np.arange(n + 1)).astype(np.int64)
@@ -355,7 +356,7 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
         cursor[_C_SMP] = lo
         if grouped:
             def run(out_t, out_nrn, out_smp, status):
-                _run_grouped(wt_all, net.n_in, order, layer_ptr, fill, nc, p.v_leak_lsb, p.v_reset_lsb, theta0,
+                _run_grouped(wt_all, wl, net.n_in, order, layer_ptr, fill, nc, p.v_leak_lsb, p.v_reset_lsb, theta0,
                              p.t_ref_us, off, use_off, inp.t_us, src, offsets, inp.t_end_us, max_spikes, cursor,
                              out_t, out_nrn, out_smp, status)
         elif independent:

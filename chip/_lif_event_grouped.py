@@ -59,7 +59,7 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
     The safeguarded iteration of ``_lif_closed_form._root`` (regula falsi start; steps inside a
     shrinking bracket, bisection when a step leaves it or converges too slowly; stop at
     |step| < 1e-14 (1 + s)), but with Halley steps (u'' costs no exponential: ~3.7 evaluations a
-    crossing instead of ~5.1 on Yin-Yang) and for all crossings in lock-step, so that each round's
+    crossing instead of ~5.1 on Yin-Yang; one fewer where a Halley step was already below 1e-6 (1 + s)) and for all crossings in lock-step, so that each round's
     exponentials go through one vectorised call. Crossings still open move to the front after each
     round. buf: float64[>= 16 nj] scratch.
     """
@@ -67,7 +67,7 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
     lo, hi, x = buf[5 * nj:6 * nj], buf[6 * nj:7 * nj], buf[7 * nj:8 * nj]
     dx, dxo, uu, cc = buf[8 * nj:9 * nj], buf[9 * nj:10 * nj], buf[10 * nj:11 * nj], buf[11 * nj:12 * nj]
     a_s, a_m, e_s, x_m = buf[12 * nj:13 * nj], buf[13 * nj:14 * nj], buf[14 * nj:15 * nj], buf[15 * nj:16 * nj]
-    th = res  # res[q] holds crossing q's threshold until q settles (a settled q is never read again)
+    th, inv_ad = np.empty(nj), np.empty(nj)
     idx = np.empty(nj, np.int64)
     for q in range(nj):
         k = job_k[q]
@@ -75,6 +75,7 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
         isl[q], ad[q], itm[q], its[q], slow[q] = nc[_INV_SLOW, k], nc[_AD, k], nc[_INV_TM, k], nc[_INV_TS, k], \
             nc[_SLOW_MEM, k]
         uu[q], cc[q], th[q] = job_u[q], job_c[q], job_th[q]
+        inv_ad[q] = 1.0 / ad[q] if ad[q] > 0.0 else 0.0
         lo[q], hi[q] = 0.0, job_hi[q]
         f_lo, f_hi = job_flo[q], job_fhi[q]
         xq = lo[q] + (hi[q] - lo[q]) * (-f_lo / (f_hi - f_lo))
@@ -95,15 +96,14 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
             xq, es_, xm, adq, itmq = x[p], e_s[p], x_m[p], ad[p], itm[p]
             if adq > 0.0:  # as _decay
                 e_fast = es_ * (1.0 + xm)
-                g = es_ * (-xm / adq) * itmq
+                g = es_ * (-xm * inv_ad[p]) * itmq
             else:
                 e_fast = es_
                 g = es_ * xq * itmq
             em, es = (es_, e_fast) if slow[p] > 0.0 else (e_fast, es_)
             u = uu[p] * em + cc[p] * g
             i = cc[p] * es
-            thq = th[idx[p]]
-            f = u - thq
+            f = u - th[p]
             df = (i - u) * itmq
             lo_q, hi_q = lo[p], hi[p]
             if rnd > 0:  # as _root: the bracket moves after each evaluation but the first
@@ -115,19 +115,24 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
                     res[idx[p]] = xq
                     continue
             d2 = (-i * its[p] - df) * itmq
-            newton = f / df
-            den = 1.0 - 0.5 * newton * d2 / df
-            step = newton / den if den > 0.5 else newton
+            r_df = 1.0 / df
+            newton = f * r_df
+            den = 1.0 - 0.5 * newton * d2 * r_df
+            halley = den > 0.5
+            step = newton / den if halley else newton
             nx = xq - step
             if not (nx > lo_q and nx < hi_q) or abs(2.0 * f) > abs(dxo[p] * df):
                 step = 0.5 * (hi_q - lo_q)
                 nx = lo_q + step
-            if abs(step) < 1e-14 * (1.0 + nx):
+                halley = False
+            # a Halley step from within 1e-6 (1 + s) of the root lands within ~(1e-6)**3 of it (u's scale is
+            # tau_mem ~ 10 us), so that one needs no check of its own
+            if abs(step) < 1e-14 * (1.0 + nx) or (halley and abs(step) < 1e-6 * (1.0 + nx)):
                 res[idx[p]] = nx
                 continue
             idx[keep] = idx[p]
             isl[keep], ad[keep], itm[keep], its[keep], slow[keep] = isl[p], adq, itmq, its[p], slow[p]
-            uu[keep], cc[keep] = uu[p], cc[p]
+            uu[keep], cc[keep], th[keep], inv_ad[keep] = uu[p], cc[p], th[p], inv_ad[p]
             lo[keep], hi[keep], x[keep] = lo_q, hi_q, nx
             dxo[keep], dx[keep] = dx[p], step
             keep += 1
@@ -176,11 +181,12 @@ def _grow(a, need):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _run_grouped(wt, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, t_ref, th_off, use_off, in_t, in_src,
+def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, t_ref, th_off, use_off, in_t, in_src,
                  in_off, t_end, max_spikes, cursor, out_t, out_nrn, out_smp, status):
     """Simulate from ``cursor`` on, sample by sample, layer by layer, each layer interval by interval.
 
     wt: float64[n, n_in + n], row k = the weights onto neuron k from each source row (0 = no synapse);
+    wl: float64[n_in + n, n], its transpose with the neurons in layer order (wl[r, q] = wt[order[q], r]);
     order, layer_ptr: from ``neuron_layers``; fill: from ``layer_fill``. On a full output buffer it
     returns with the cursor at the start of the sample that did not fit (redone with larger buffers).
     """
@@ -196,7 +202,7 @@ def _run_grouped(wt, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, 
     ev_t, ev_r = np.empty(cap), np.empty(cap, np.int64)
     tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64)
     g_start, g_t = np.empty(cap + 1, np.int64), np.empty(cap)
-    arg_s, arg_m, tab_e, tab_x = np.empty(256), np.empty(256), np.empty(256), np.empty(256)
+    arg_s, arg_m, tab_e, tab_x, g_sum = np.empty(256), np.empty(256), np.empty(256), np.empty(256), np.empty(256)
     job_k, job_t0 = np.empty(64, np.int64), np.empty(64)
     job_u, job_c, job_th, job_hi, job_flo, job_fhi = np.empty(64), np.empty(64), np.empty(64), np.empty(64), \
         np.empty(64), np.empty(64)
@@ -246,6 +252,15 @@ def _run_grouped(wt, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, 
                         arg_m[q * n_g + j] = -dt * ad
                 exp_into(arg_s[:size], tab_e[:size])
                 expm1_into(arg_m[:size], tab_x[:size])
+                # the weight each neuron receives at each distinct time (rows of wl are contiguous per layer)
+                g_sum = _grow(g_sum, size)
+                g_sum[:size] = 0.0
+                for j in range(n_g):
+                    acc = g_sum[j * nb:(j + 1) * nb]
+                    for i in range(g_start[j], g_start[j + 1]):
+                        row = wl[ev_r[i], q0:q1]
+                        for q in range(nb):
+                            acc[q] += row[q]
                 job_k, job_t0, job_u, job_c = _grow(job_k, nb), _grow(job_t0, nb), _grow(job_u, nb), _grow(job_c, nb)
                 job_th, job_hi, job_flo, job_fhi = _grow(job_th, nb), _grow(job_hi, nb), _grow(job_flo, nb), \
                     _grow(job_fhi, nb)
@@ -255,13 +270,11 @@ def _run_grouped(wt, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, theta0, 
                     th = theta0[k] + th_off[smp, k] if use_off else theta0[k]
                     alone = not th > 0.0
                     if not alone:
-                        wk = wt[k]
                         inv_tm, ad, tmk, ek = nc[_INV_TM, k], nc[_AD, k], nc[_TM, k], nc[_E, k]
                         mixed, slow = ad > 0.0, nc[_SLOW_MEM, k] > 0.0
                         u, c = 0.0, 0.0
                         for j in range(n_g):
-                            for i in range(g_start[j], g_start[j + 1]):
-                                c += wk[ev_r[i]]
+                            c += g_sum[j * nb + q]
                             t0 = g_t[j]
                             dt = (g_t[j + 1] if j + 1 < n_g else t_end) - t0
                             e_slow, xm = tab_e[q * n_g + j], tab_x[q * n_g + j]
