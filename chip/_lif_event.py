@@ -290,8 +290,9 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
       sees every event at times <= its own (V = v_reset_lsb while refractory and at a spike's time).
       Probes never change the spikes.
     max_spikes_per_sample: int >= 0, default 64 n + 64; a sample emitting more raises SpikeLimitError.
-    threads: int >= 1, most threads to share the samples between (contiguous blocks of at least 32
-      samples; the kernel releases the GIL). The result is the same for any value.
+    threads: int >= 1, most threads to share the samples between (contiguous blocks of at least 8
+      samples, 32 for the layer-at-a-time kernel; the kernel releases the GIL). The result is the
+      same for any value.
 
     Returns EventResult(spikes: SpikeRecord, v_probe_lsb or None). Deterministic: bit-identical on
     repeat, and each sample's result does not depend on the rest of the batch. Asking for probes may
@@ -387,7 +388,8 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
         capacity = min((hi - lo) * max_spikes, 2 * n_inputs + 8 * n + 64)
         return collect_spikes_resumable(run, capacity, max_spikes)
 
-    blocks = sample_blocks(inp.n_samples, int(threads))
+    # a thread pays off from ~32 samples on with the layer-at-a-time kernel (~20-40 us a Yin-Yang sample)
+    blocks = sample_blocks(inp.n_samples, int(threads), min_block=32 if grouped else 8)
     if len(blocks) == 1:
         spikes = block(0, inp.n_samples)
     else:

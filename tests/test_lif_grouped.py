@@ -130,13 +130,13 @@ def test_sparse_layer_goes_neuron_by_neuron():
 
 
 def test_deterministic_batch_is_concatenation_and_threads():
-    args, kw = yinyang_like(6, n_samples=40)
+    args, kw = yinyang_like(6, n_samples=70)  # two blocks of >= 32 samples for two threads
     w, p, t, src, smp, ns, t_end = args
     batch = simulate_events(*args, **kw).spikes
     assert batch.t_us.tobytes() == simulate_events(*args, **kw).spikes.t_us.tobytes()
     threaded = simulate_events(*args, **kw, threads=3).spikes
     assert all(x.tobytes() == y.tobytes() for x, y in zip(batch, threaded))
-    for s in (0, 17, 39):
+    for s in (0, 34, 35, 69):
         sel = smp == s
         one = simulate_events(w, p, t[sel], src[sel], np.zeros(sel.sum(), int), 1, t_end,
                               v_th_offset_lsb=kw["v_th_offset_lsb"][s:s + 1]).spikes
