@@ -250,6 +250,76 @@ def _adjoint_kernel(w, tau_m, tau_s, v_leak, v_reset, v_th, t_ref,
                     n_act += 1
 
 
+def _check_inputs(p, n_in, n, n_samples, t_end, in_t, in_s, in_smp, sp_t, sp_n, sp_smp, g):
+    """adjoint_sweep's argument checks, raising ValueError naming the first fault; returns the sample
+    offsets (int64[n_samples + 1]) of inputs and spikes."""
+    if np.any(p[0] <= 0) or np.any(p[1] <= 0):
+        raise ValueError("params.tau_mem_us and params.tau_syn_us must be > 0")
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if not t_end > 0:
+        raise ValueError(f"t_end_us must be > 0, got {t_end}")
+    if not in_t.shape == in_s.shape == in_smp.shape or in_t.ndim != 1:
+        raise ValueError(f"in_t_us, in_src, in_sample must be 1-d of one length, got "
+                         f"{in_t.shape}, {in_s.shape}, {in_smp.shape}")
+    if in_s.size and (in_s.min() < 0 or in_s.max() >= n_in):
+        raise ValueError(f"in_src must lie in [0, n_in={n_in}), got [{in_s.min()}, {in_s.max()}]")
+    if not np.all(np.isfinite(in_t)) or (in_t.size and in_t.min() < 0):
+        raise ValueError("in_t_us must be finite and >= 0")
+    if not sp_t.shape == sp_n.shape == sp_smp.shape or sp_t.ndim != 1:
+        raise ValueError("spikes.t_us, spikes.neuron, spikes.sample must be 1-d of one length")
+    if sp_n.size and (sp_n.min() < 0 or sp_n.max() >= n):
+        raise ValueError(f"spikes.neuron must lie in [0, {n}), got [{sp_n.min()}, {sp_n.max()}]")
+    if sp_t.size and (not np.all(np.isfinite(sp_t)) or sp_t.min() < 0 or sp_t.max() > t_end):
+        raise ValueError(f"spikes.t_us must lie in [0, t_end_us={t_end}]")
+    if g.shape != sp_t.shape:
+        raise ValueError(f"dl_dt must have shape {sp_t.shape} (one per spike), got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("dl_dt must be finite")
+    _check_sorted(in_t, in_smp, "inputs")
+    _check_sorted(sp_t, sp_smp, "spikes")
+    return _sample_offsets(in_smp, n_samples, "in_sample"), _sample_offsets(sp_smp, n_samples, "spikes.sample")
+
+
+@njit(cache=True, nogil=True)
+def _sorted_offsets(t, sample, off) -> bool:
+    """True if sample (int64[m]) lies in [0, off.size - 1) and (sample, t) is sorted; then off[s] is
+    the first index of sample s (searchsorted(sample, s, "left"))."""
+    n_samples = off.shape[0] - 1
+    s_cur = 0
+    off[0] = 0
+    for i in range(t.shape[0]):
+        s = sample[i]
+        if s < 0 or s >= n_samples:
+            return False
+        if i and (s < sample[i - 1] or (s == sample[i - 1] and t[i] < t[i - 1])):
+            return False
+        while s_cur < s:
+            s_cur += 1
+            off[s_cur] = i
+    while s_cur < n_samples:
+        s_cur += 1
+        off[s_cur] = t.shape[0]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _inputs_valid(tau_m, tau_s, in_t, in_s, in_smp, sp_t, sp_n, sp_smp, g, n_in, n, t_end, in_off, sp_off) -> bool:
+    """Every check of _check_inputs in one pass (shapes aside): True if all hold, offsets filled."""
+    for j in range(tau_m.shape[0]):
+        if tau_m[j] <= 0 or tau_s[j] <= 0:
+            return False
+    for i in range(in_t.shape[0]):
+        x = in_t[i]
+        if in_s[i] < 0 or in_s[i] >= n_in or not (x >= 0 and x < np.inf):
+            return False
+    for k in range(sp_t.shape[0]):
+        x = sp_t[k]
+        if sp_n[k] < 0 or sp_n[k] >= n or not (x >= 0 and x <= t_end and x < np.inf) or not (abs(g[k]) < np.inf):
+            return False
+    return _sorted_offsets(in_t, in_smp, in_off) and _sorted_offsets(sp_t, sp_smp, sp_off)
+
+
 def _sample_offsets(sample: np.ndarray, n_samples: int, name: str) -> np.ndarray:
     if sample.size and (sample.min() < 0 or sample.max() >= n_samples):
         raise ValueError(f"{name} must lie in [0, n_samples={n_samples}), got "
@@ -285,42 +355,24 @@ def adjoint_sweep(w_lsb, params: NeuronParams, in_t_us, in_src, in_sample, spike
     p = [np.ascontiguousarray(a, dtype=np.float64) for a in params]
     if any(a.shape != (n,) for a in p):
         raise ValueError(f"every params field must have shape ({n},), got {[a.shape for a in p]}")
-    if np.any(p[0] <= 0) or np.any(p[1] <= 0):
-        raise ValueError("params.tau_mem_us and params.tau_syn_us must be > 0")
     n_samples = int(n_samples)
-    if n_samples < 0:
-        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     t_end = float(t_end_us)
-    if not t_end > 0:
-        raise ValueError(f"t_end_us must be > 0, got {t_end}")
     in_t = np.ascontiguousarray(in_t_us, dtype=np.float64)
     in_s = np.ascontiguousarray(in_src, dtype=np.int64)
     in_smp = np.ascontiguousarray(in_sample, dtype=np.int64)
-    if not in_t.shape == in_s.shape == in_smp.shape or in_t.ndim != 1:
-        raise ValueError(f"in_t_us, in_src, in_sample must be 1-d of one length, got "
-                         f"{in_t.shape}, {in_s.shape}, {in_smp.shape}")
-    if in_s.size and (in_s.min() < 0 or in_s.max() >= n_in):
-        raise ValueError(f"in_src must lie in [0, n_in={n_in}), got [{in_s.min()}, {in_s.max()}]")
-    if not np.all(np.isfinite(in_t)) or (in_t.size and in_t.min() < 0):
-        raise ValueError("in_t_us must be finite and >= 0")
     sp_t = np.ascontiguousarray(spikes.t_us, dtype=np.float64)
     sp_n = np.ascontiguousarray(spikes.neuron, dtype=np.int64)
     sp_smp = np.ascontiguousarray(spikes.sample, dtype=np.int64)
-    if not sp_t.shape == sp_n.shape == sp_smp.shape or sp_t.ndim != 1:
-        raise ValueError("spikes.t_us, spikes.neuron, spikes.sample must be 1-d of one length")
-    if sp_n.size and (sp_n.min() < 0 or sp_n.max() >= n):
-        raise ValueError(f"spikes.neuron must lie in [0, {n}), got [{sp_n.min()}, {sp_n.max()}]")
-    if sp_t.size and (not np.all(np.isfinite(sp_t)) or sp_t.min() < 0 or sp_t.max() > t_end):
-        raise ValueError(f"spikes.t_us must lie in [0, t_end_us={t_end}]")
     g = np.ascontiguousarray(dl_dt, dtype=np.float64)
-    if g.shape != sp_t.shape:
-        raise ValueError(f"dl_dt must have shape {sp_t.shape} (one per spike), got {g.shape}")
-    if not np.all(np.isfinite(g)):
-        raise ValueError("dl_dt must be finite")
-    _check_sorted(in_t, in_smp, "inputs")
-    _check_sorted(sp_t, sp_smp, "spikes")
-    in_off = _sample_offsets(in_smp, n_samples, "in_sample")
-    sp_off = _sample_offsets(sp_smp, n_samples, "spikes.sample")
+    in_off = np.empty(max(n_samples, 0) + 1, np.int64)
+    sp_off = np.empty(max(n_samples, 0) + 1, np.int64)
+    shapes_ok = (in_t.ndim == 1 and in_t.shape == in_s.shape == in_smp.shape and sp_t.ndim == 1
+                 and sp_t.shape == sp_n.shape == sp_smp.shape == g.shape)
+    # one pass checks everything below and fills the sample offsets; on any fault the numpy checks
+    # run to name it
+    if not (shapes_ok and n_samples >= 0 and t_end > 0
+            and _inputs_valid(p[0], p[1], in_t, in_s, in_smp, sp_t, sp_n, sp_smp, g, n_in, n, t_end, in_off, sp_off)):
+        in_off, sp_off = _check_inputs(p, n_in, n, n_samples, t_end, in_t, in_s, in_smp, sp_t, sp_n, sp_smp, g)
     grad_w = np.zeros_like(w)
     grad_in = np.zeros_like(in_t)
     count = np.zeros(1, dtype=np.int64)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..protocol import TICKS_PER_US
 from ._eventprop import adjoint_sweep
+from ._learner_kernels import clip_mask_changed, gather_codes, split_events
 from ._losses import LossResult, spike_time_mse, ttfs_cross_entropy
 from ._optim import adam_init, adam_step, to_fixed_point
 from ._params import NEURON_LABEL_BASE, WEIGHT_MAX, NeuronParams
@@ -156,19 +157,33 @@ class Learner:
 
     # -- the step ---------------------------------------------------------------------------
     def spikes_from_ticks(self, t_ticks, label, sample, sample_ticks: int):
-        """Split a tick-ordered event stream into inputs (t_us, src, sample) and a SpikeRecord."""
-        t_ticks = np.asarray(t_ticks, np.int64)
-        sample = np.asarray(sample, np.int64)
-        src = self._src_of_label[np.asarray(label, np.int64)]
-        t_us = (t_ticks - sample * sample_ticks) / TICKS_PER_US
-        is_in = (src >= 0) & (src < self.n_in)
-        is_neuron = src >= self.n_in
-        inputs = (t_us[is_in], src[is_in].astype(np.int32), sample[is_in].astype(np.int32))
-        order = np.lexsort((src[is_neuron], t_us[is_neuron], sample[is_neuron]))
-        spikes = SpikeRecord(t_us[is_neuron][order], (src[is_neuron][order] - self.n_in).astype(np.int32),
-                             sample[is_neuron][order].astype(np.int32))
-        in_order = np.lexsort((inputs[1], inputs[0], inputs[2]))
-        return tuple(a[in_order] for a in inputs), spikes
+        """Split a tick-ordered event stream into inputs (t_us, src, sample) and a SpikeRecord, each sorted
+        by (sample, t_us, source); events whose label is neither an input nor a model neuron are left out."""
+        t_ticks = np.ascontiguousarray(t_ticks, np.int64)
+        label = np.ascontiguousarray(label, np.int64)
+        sample = np.ascontiguousarray(sample, np.int64)
+        if not t_ticks.shape == label.shape == sample.shape or t_ticks.ndim != 1:
+            raise ValueError(f"t_ticks, label and sample must be 1-d of one length, got {t_ticks.shape}, "
+                             f"{label.shape}, {sample.shape}")
+        if label.size and (label.min() < 0 or label.max() >= self._src_of_label.size):
+            raise ValueError(f"label must lie in [0, {self._src_of_label.size}), got [{label.min()}, {label.max()}]")
+        m = t_ticks.size
+        in_t, in_src, in_smp = np.empty(m), np.empty(m, np.int32), np.empty(m, np.int32)
+        sp_t, sp_n, sp_smp = np.empty(m), np.empty(m, np.int32), np.empty(m, np.int32)
+        out = np.zeros(4, np.int64)
+        split_events(t_ticks, label, sample, int(sample_ticks), TICKS_PER_US, self._src_of_label, self.n_in,
+                     in_t, in_src, in_smp, sp_t, sp_n, sp_smp, out)
+        ni, ns = int(out[0]), int(out[1])
+        inputs = (in_t[:ni], in_src[:ni], in_smp[:ni])
+        spikes = (sp_t[:ns], sp_n[:ns], sp_smp[:ns])
+        # the stream comes sorted from the core and the host; a stable sort would leave it as it is
+        if not out[2]:
+            order = np.lexsort((inputs[1], inputs[0], inputs[2]))
+            inputs = tuple(a[order] for a in inputs)
+        if not out[3]:
+            order = np.lexsort((spikes[1], spikes[0], spikes[2]))
+            spikes = tuple(a[order] for a in spikes)
+        return inputs, SpikeRecord(*spikes)
 
     def evaluate(self, inputs, spikes: SpikeRecord, label, n_samples: int, t_end_us: float) -> LossResult:
         label = np.asarray(label, np.int64)
@@ -206,14 +221,23 @@ class Learner:
         """One optimiser step on the shadow weights with grad float64[n_src, n] (dL/d signed code) and
         learning rate ``lr`` (0: the configured one). Returns the synapse rows whose codes changed,
         int64[r], and their new codes uint8[r, n] at the model's columns (what to write to the array)."""
-        before = self.signed_codes()
-        self.shadow, self.adam = adam_step(self.shadow, grad, self.adam, lr=lr or self.config.lr,
-                                           beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
-        self.shadow = np.where(self.mask, np.clip(self.shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
+        old = self.shadow
+        shadow, self.adam = adam_step(old, grad, self.adam, lr=lr or self.config.lr,
+                                      beta1=self.config.beta1, beta2=self.config.beta2, eps=self.config.eps)
         if self.config.fixed_point_bits:
+            before = self.signed_codes()
+            self.shadow = np.where(self.mask, np.clip(shadow, -WEIGHT_MAX - 0.5, WEIGHT_MAX + 0.5), 0.0)
             bits = self.config.fixed_point_bits
             self.shadow = to_fixed_point(self.shadow, frac_bits=max(bits - 7, 0), total_bits=bits)
-        return self._changed_rows(before, self.signed_codes())
+            after = self.signed_codes()
+            changed = np.flatnonzero(np.any(before != after, axis=1))
+        else:  # clip, mask and compare the 6-bit codes in one pass (the numpy expressions' bits)
+            flags = np.zeros(shadow.shape[0], np.uint8)
+            after = np.empty_like(shadow)
+            clip_mask_changed(old, shadow, self.mask, WEIGHT_MAX + 0.5, float(WEIGHT_MAX), after, flags)
+            self.shadow = shadow
+            changed = np.flatnonzero(flags)
+        return self._rows_of(changed, after)
 
     def row_codes(self, signed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All rows of the mapping with their uint8 codes at the model's columns."""
@@ -223,13 +247,18 @@ class Learner:
         codes = np.concatenate([np.clip(signed[exc >= 0], 0, None), np.clip(-signed[inh >= 0], 0, None)])
         return rows, codes.astype(np.uint8)
 
-    def _changed_rows(self, before: np.ndarray, after: np.ndarray):
-        changed = np.flatnonzero(np.any(before != after, axis=1))
-        exc, inh, signed = self.rows.exc_row[changed], self.rows.inh_row[changed], after[changed]
-        rows = np.concatenate([exc[exc >= 0], inh[inh >= 0]])
-        codes = np.concatenate([np.clip(signed[exc >= 0], 0, None), np.clip(-signed[inh >= 0], 0, None)])
+    def _rows_of(self, changed: np.ndarray, signed: np.ndarray):
+        """Synapse rows (ascending) and their uint8 codes for the sources ``changed``, from the whole signed
+        codes ``signed`` float64[n_src, n]."""
+        exc, inh = self.rows.exc_row[changed], self.rows.inh_row[changed]
+        on_e, on_i = exc >= 0, inh >= 0
+        rows = np.concatenate([exc[on_e], inh[on_i]])
+        src = np.concatenate([changed[on_e], changed[on_i]])
+        sign = np.concatenate([np.ones(int(on_e.sum())), -np.ones(int(on_i.sum()))])
         order = np.argsort(rows, kind="stable")
-        return rows[order], codes[order].astype(np.uint8)
+        codes = np.empty((rows.size, signed.shape[1]), np.uint8)
+        gather_codes(np.ascontiguousarray(signed, np.float64), src[order], sign[order], codes)
+        return rows[order], codes
 
 
 def _block_fixed_point(x: np.ndarray, bits: int) -> np.ndarray:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ._learner_kernels import first_spikes
+
 if TYPE_CHECKING:
     from ._spikes import SpikeRecord
 
@@ -47,9 +49,9 @@ def first_spike_times(spikes: "SpikeRecord", output_neuron, n_samples: int):
     Returns (first_t_us float64[n_samples, n_out] with inf where silent, index int64[n_samples, n_out] of
     that spike in the record, -1 where silent)."""
     out = np.asarray(output_neuron, dtype=np.int64).ravel()
-    t = np.asarray(spikes.t_us, dtype=np.float64)
-    neuron = np.asarray(spikes.neuron, dtype=np.int64)
-    sample = np.asarray(spikes.sample, dtype=np.int64)
+    t = np.ascontiguousarray(spikes.t_us, dtype=np.float64)
+    neuron = np.ascontiguousarray(spikes.neuron, dtype=np.int64)
+    sample = np.ascontiguousarray(spikes.sample, dtype=np.int64)
     n_out = out.size
     first_t = np.full((n_samples, n_out), np.inf)
     first_i = np.full((n_samples, n_out), -1, dtype=np.int64)
@@ -59,6 +61,9 @@ def first_spike_times(spikes: "SpikeRecord", output_neuron, n_samples: int):
         raise ValueError(f"output_neuron must not repeat a neuron, got {out.tolist()}")
     lookup = np.full(max(int(neuron.max()), int(out.max())) + 1, -1, dtype=np.int64)
     lookup[out] = np.arange(n_out)
+    if out.min() >= 0 and first_spikes(t, neuron, sample, lookup, first_t, first_i):
+        return first_t, first_i
+    first_t[:], first_i[:] = np.inf, -1  # an index out of the tables: numpy's indexing (and its errors)
     col = lookup[neuron]
     hit = np.flatnonzero(col >= 0)
     if hit.size:
