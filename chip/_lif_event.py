@@ -326,8 +326,13 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
     independent = net.row_ptr[net.n_in] == net.row_ptr[-1]
     # Neurons in layers (no cycle through neuron synapses): layer by layer, neuron by neuron.
     layers = None if independent else neuron_layers(net.row_ptr, net.col, net.n_in, n)
-    # Without probes a layered network goes a whole layer at a time (equal to the queue up to rounding).
-    grouped = (probe_t.size == 0 or probe_nrn.size == 0) and (independent or layers is not None)
+    # Without probes a layered network goes a whole layer at a time (equal to the queue up to rounding)
+    # where that pays: when neurons fire about once a trial (a neuron that may fire again is redone
+    # alone), and, for one layer, unless most neurons share their exp table with others (then the
+    # neuron-by-neuron kernel computes one exp per input for all of them, and wins).
+    grouped = ((probe_t.size == 0 or probe_nrn.size == 0) and (independent or layers is not None)
+               and np.mean(p.t_ref_us >= 0.5 * inp.t_end_us) >= 0.9
+               and not (independent and np.mean(exp_tables(nc)[0] >= 0) >= 0.5))
     if grouped:
         order, layer_ptr = layers if layers is not None else (np.arange(n, dtype=np.int64), np.array([0, n], np.int64))
         independent, layers = False, None
