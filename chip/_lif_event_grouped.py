@@ -219,6 +219,7 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
     tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64)
     g_start, g_t = np.empty(cap + 1, np.int64), np.empty(cap)
     arg_s, arg_m, tab_e, tab_x, g_sum = np.empty(256), np.empty(256), np.empty(256), np.empty(256), np.empty(256)
+    g_dt = np.empty(64)
     job_k, job_t0 = np.empty(64, np.int64), np.empty(64)
     job_u, job_c, job_th, job_hi, job_flo, job_fhi = np.empty(64), np.empty(64), np.empty(64), np.empty(64), \
         np.empty(64), np.empty(64)
@@ -259,15 +260,35 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
                 size = nb * n_g
                 arg_s, arg_m, tab_e, tab_x = _grow(arg_s, size), _grow(arg_m, size), _grow(tab_e, size), \
                     _grow(tab_x, size)
+                g_dt = _grow(g_dt, n_g)
+                for j in range(n_g):
+                    g_dt[j] = (g_t[j + 1] if j + 1 < n_g else t_end) - g_t[j]
                 for q in range(nb):
                     k = order[q0 + q]
                     isl, ad = nc[_INV_SLOW, k], nc[_AD, k]
+                    a_s, a_m = arg_s[q * n_g:(q + 1) * n_g], arg_m[q * n_g:(q + 1) * n_g]
                     for j in range(n_g):
-                        dt = (g_t[j + 1] if j + 1 < n_g else t_end) - g_t[j]
-                        arg_s[q * n_g + j] = -dt * isl
-                        arg_m[q * n_g + j] = -dt * ad
+                        a_s[j] = -g_dt[j] * isl
+                        a_m[j] = -g_dt[j] * ad
                 exp_into(arg_s[:size], tab_e[:size])
                 expm1_into(arg_m[:size], tab_x[:size])
+                # then (exp(-dt/tau_mem), exp(-dt/tau_syn), g(dt)) of each (neuron, interval), as _decay
+                # computes them, in place of (arg_s, arg_m, tab_e): a loop of selects that LLVM vectorises
+                for q in range(nb):
+                    k = order[q0 + q]
+                    ad, inv_tm = nc[_AD, k], nc[_INV_TM, k]
+                    mixed, slow = ad > 0.0, nc[_SLOW_MEM, k] > 0.0
+                    g_mix = inv_tm / ad if mixed else 0.0
+                    e_sl, x_m = tab_e[q * n_g:(q + 1) * n_g], tab_x[q * n_g:(q + 1) * n_g]
+                    t_em, t_es = arg_s[q * n_g:(q + 1) * n_g], arg_m[q * n_g:(q + 1) * n_g]
+                    t_g = tab_e[q * n_g:(q + 1) * n_g]
+                    for j in range(n_g):
+                        e_slow, xm = e_sl[j], x_m[j]
+                        e_fast = e_slow * (1.0 + xm) if mixed else e_slow
+                        gk = e_slow * -xm * g_mix if mixed else e_slow * g_dt[j] * inv_tm
+                        t_em[j] = e_slow if slow else e_fast
+                        t_es[j] = e_fast if slow else e_slow
+                        t_g[j] = gk
                 # the weight each neuron receives at each distinct time (rows of wl are contiguous per layer)
                 g_sum = _grow(g_sum, size)
                 g_sum[:size] = 0.0
@@ -287,17 +308,13 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
                     th = theta0[k] + th_off[smp, k] if use_off else theta0[k]
                     alone = not th > 0.0
                     if not alone:
-                        inv_tm, ad, tmk, ek = nc[_INV_TM, k], nc[_AD, k], nc[_TM, k], nc[_E, k]
-                        mixed, slow = ad > 0.0, nc[_SLOW_MEM, k] > 0.0
+                        inv_tm, tmk, ek = nc[_INV_TM, k], nc[_TM, k], nc[_E, k]
                         u, c = 0.0, 0.0
                         for j in range(n_g):
                             c += g_sum[j * nb + q]
                             t0 = g_t[j]
-                            dt = (g_t[j + 1] if j + 1 < n_g else t_end) - t0
-                            e_slow, xm = tab_e[q * n_g + j], tab_x[q * n_g + j]
-                            e_fast = e_slow * (1.0 + xm) if mixed else e_slow
-                            gk = e_slow * (-xm / ad) * inv_tm if mixed else e_slow * dt * inv_tm
-                            em, es = (e_slow, e_fast) if slow else (e_fast, e_slow)
+                            dt = g_dt[j]
+                            em, es, gk = arg_s[q * n_g + j], arg_m[q * n_g + j], tab_e[q * n_g + j]
                             u1, c1 = u * em + c * gk, c * es
                             hi, f_hi, d_hi = -1.0, 0.0, 0.0
                             if u1 >= th:
