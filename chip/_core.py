@@ -36,6 +36,7 @@ from ..protocol import (
     WriteWeights,
 )
 from ._adc import CADC_MIN_PERIOD_TICKS, cadc_read, madc_read, madc_sample_ticks
+from ._core_kernels import playback_inputs, spike_stream
 from ._lif_event import simulate_events
 from ._lif_step import simulate_steps
 from ._mismatch import (
@@ -78,7 +79,6 @@ class CoreConfig:
 @dataclass
 class _Run:
     request: RunRequest
-    jitter: np.ndarray  # float64[n_samples, n] threshold offsets
     t: list = field(default_factory=list)
     label: list = field(default_factory=list)
     sample: list = field(default_factory=list)
@@ -106,6 +106,8 @@ class AnalogCore:
         self._params: NeuronParams | None = None
         self._w_lsb: np.ndarray | None = None
         self._input_labels = np.zeros(0, np.int64)
+        self._src_lut_labels: np.ndarray | None = None  # the _input_labels that _src_lut was built for
+        self._src_lut = np.zeros(0, np.int32)
         self._runs: dict[int, _Run] = {}
 
     # -- configuration ----------------------------------------------------------------------
@@ -192,8 +194,7 @@ class AnalogCore:
                              f"step_ticks {req.step_ticks} (CADC samples are taken at grid points)")
         if req.madc_neuron >= 0 and req.madc_neuron not in set(self._circuits.tolist()):
             raise ChipLimitError(f"run_request.madc_neuron: neuron {req.madc_neuron} is not configured")
-        jitter = threshold_jitter(self.seed, req.run_id, req.n_samples, self._circuits, self.die.spec)
-        self._runs[req.run_id] = _Run(req, jitter)
+        self._runs[req.run_id] = _Run(req)
 
     def has_run(self, run_id: int) -> bool:
         return run_id in self._runs
@@ -234,27 +235,21 @@ class AnalogCore:
 
     def _simulate(self, run: _Run, first: int, stop: int) -> list[Message]:
         req = run.request
-        t = np.concatenate(run.t) if run.t else np.zeros(0, np.int64)
-        label = np.concatenate(run.label) if run.label else np.zeros(0, np.uint16)
-        sample = np.concatenate(run.sample).astype(np.int64) if run.sample else np.zeros(0, np.int64)
-        # keep only events of samples not yet simulated (earlier ones are done)
-        keep_later = sample >= stop
-        run.t, run.label, run.sample = [t[keep_later]], [label[keep_later]], [sample[keep_later].astype(np.uint32)]
-        now = (sample >= first) & (sample < stop)
-        t, label, sample = t[now], label[now], sample[now]
-
+        t = np.concatenate(run.t) if len(run.t) > 1 else run.t[0] if run.t else np.zeros(0, np.int64)
+        label = np.concatenate(run.label) if len(run.label) > 1 else run.label[0] if run.label else np.zeros(0, np.uint16)
+        sample = np.concatenate(run.sample) if len(run.sample) > 1 else run.sample[0] if run.sample else np.zeros(0, np.uint32)
         w = self.weights_lsb()
         params = self.realised()
-        # Events whose label no synapse row answers reach no neuron (the hardware ignores them too).
-        src = np.searchsorted(self._input_labels, label.astype(np.int64))
-        routed = src < self._input_labels.size
-        routed[routed] = self._input_labels[src[routed]] == label[routed]
-        t_us = (t[routed] - sample[routed] * req.sample_ticks) / TICKS_PER_US
+        # Events of samples [first, stop) whose label a synapse row answers (the hardware ignores the
+        # others too), as kernel inputs; events of later samples wait for their horizon.
+        t_us, in_src, in_smp, later = playback_inputs(t, label, sample, first, stop, self._src_of_label(), req.sample_ticks)
+        run.t, run.label, run.sample = [t[later]], [label[later]], [sample[later].astype(np.uint32, copy=False)]
+        # trial noise of these samples only: keyed by (seed, run, sample, circuit), so chunking cannot change it
+        jitter = threshold_jitter(self.seed, req.run_id, stop - first, self._circuits, self.die.spec, first_sample=first)
         n_batch = stop - first
         t_end_us = req.sample_ticks / TICKS_PER_US
         probe_t = probe_n = None
         cadc_ticks = np.zeros(0, np.int64)
-        in_src, in_smp = src[routed].astype(np.int32), (sample[routed] - first).astype(np.int32)
         if req.cadc_period_ticks:
             cadc_ticks = np.arange(0, req.sample_ticks, req.cadc_period_ticks, dtype=np.int64)
             probe_t, probe_n = cadc_ticks / TICKS_PER_US, np.arange(self._circuits.size)
@@ -262,31 +257,37 @@ class AnalogCore:
         if req.step_ticks:
             # the time-stepped integrator: spikes on grid points, CADC reads V before each grid point's threshold
             stepped = simulate_steps(w, params, t_us, in_src, in_smp, n_batch, t_end_us, req.step_ticks / TICKS_PER_US,
-                                     v_th_offset_lsb=run.jitter[first:stop], record=req.madc_neuron >= 0,
+                                     v_th_offset_lsb=jitter, record=req.madc_neuron >= 0,
                                      record_pre=bool(req.cadc_period_ticks))
             spikes = stepped.spikes
             tick_in_sample = np.rint(spikes.t_us * (TICKS_PER_US / req.step_ticks)).astype(np.int64) * req.step_ticks
             v_probe = stepped.v_pre_lsb[:, cadc_ticks // req.step_ticks, :] if req.cadc_period_ticks else None
         else:
             result = simulate_events(w, params, t_us, in_src, in_smp, n_batch, t_end_us,
-                                     v_th_offset_lsb=run.jitter[first:stop], probe_t_us=probe_t, probe_neuron=probe_n,
+                                     v_th_offset_lsb=jitter, probe_t_us=probe_t, probe_neuron=probe_n,
                                      max_spikes_per_sample=self.config.max_spikes_per_sample,
                                      threads=self.config.n_threads)
             spikes, v_probe = result.spikes, result.v_probe_lsb
             tick_in_sample = np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64)
-        s_abs = spikes.sample.astype(np.int64) + first
-        tick_in_sample = np.minimum(tick_in_sample, req.sample_ticks - 1)
-        out_t = s_abs * req.sample_ticks + tick_in_sample
-        out_label = (NEURON_LABEL_BASE + self._circuits[spikes.neuron]).astype(np.uint16)
-        order = np.lexsort((out_label, out_t))
+        out_t, out_label, out_sample = spike_stream(tick_in_sample, spikes.neuron, spikes.sample, first,
+                                                    req.sample_ticks, self._circuits)
         run.events_out += int(out_t.size)
-        out: list[Message] = [SpikeBatch(run_id=req.run_id, t_ticks=out_t[order], label=out_label[order],
-                                         sample=s_abs[order].astype(np.uint32), horizon_ticks=stop * req.sample_ticks)]
+        out: list[Message] = [SpikeBatch(run_id=req.run_id, t_ticks=out_t, label=out_label, sample=out_sample,
+                                         horizon_ticks=stop * req.sample_ticks)]
         if req.cadc_period_ticks:
             out.append(self._cadc(run, v_probe, cadc_ticks, first, stop))
         if req.madc_neuron >= 0:
-            out += self._madc(run, w, params, t_us, in_src, in_smp, first, stop, stepped)
+            out += self._madc(run, w, params, jitter, t_us, in_src, in_smp, first, stop, stepped)
         return out
+
+    def _src_of_label(self) -> np.ndarray:
+        """int32[65536]: the input row (index into ``_input_labels``) of each event label, -1 where no
+        switched-on row answers it. Rebuilt when the input labels change (after weights_lsb)."""
+        if self._src_lut_labels is not self._input_labels:
+            lut = np.full(1 << 16, -1, np.int32)
+            lut[self._input_labels] = np.arange(self._input_labels.size, dtype=np.int32)
+            self._src_lut, self._src_lut_labels = lut, self._input_labels
+        return self._src_lut
 
     def _cadc(self, run: _Run, v: np.ndarray, cadc_ticks: np.ndarray, first: int, stop: int) -> MembraneSamples:
         req = run.request
@@ -299,7 +300,7 @@ class AnalogCore:
         return MembraneSamples(run_id=req.run_id, t_ticks=ticks, neuron=self._circuits.astype(np.uint16),
                                adc_lsb=codes.reshape(-1, self._circuits.size))
 
-    def _madc(self, run: _Run, w, params, t_us, src, smp, first: int, stop: int, stepped=None) -> list[Message]:
+    def _madc(self, run: _Run, w, params, jitter, t_us, src, smp, first: int, stop: int, stepped=None) -> list[Message]:
         req = run.request
         j = int(np.flatnonzero(self._circuits == req.madc_neuron)[0])
         ticks = madc_sample_ticks(0, req.sample_ticks)
@@ -307,7 +308,7 @@ class AnalogCore:
             v = stepped.v_lsb[:, ticks // req.step_ticks, j]
         else:
             v = simulate_events(w, params, t_us, src, smp, stop - first, req.sample_ticks / TICKS_PER_US,
-                                v_th_offset_lsb=run.jitter[first:stop], probe_t_us=ticks / TICKS_PER_US,
+                                v_th_offset_lsb=jitter, probe_t_us=ticks / TICKS_PER_US,
                                 probe_neuron=np.array([j]), max_spikes_per_sample=self.config.max_spikes_per_sample,
                                 threads=self.config.n_threads).v_probe_lsb[:, :, 0]
         out = []

@@ -13,7 +13,8 @@ fixes a gain per synapse, an offset per CADC channel and the MADC's gain and off
 
 ``draw_die(chip_seed, spec)`` draws all of it for all 512 neuron circuits and the whole synapse
 array at once, so the draw never depends on how many neurons a network uses. Trial-to-trial
-noise (threshold jitter, ADC read noise) is drawn per run from (seed, run_id). Sources and the
+noise is keyed by (seed, run_id): threshold jitter per (sample, circuit) by a counter-based
+generator, ADC read noise by numpy generators per run and sample. Sources and the
 status of every default: docs/mismatch.md.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._adc import MADC_CODES_PER_LSB
+from ._hashed_normal import hashed_normals_into, run_key
 from ._params import N_NEURONS, N_ROWS, NeuronParams
 
 __all__ = [
@@ -350,20 +352,34 @@ MADC_NOISE_STREAM = 2
 
 
 def noise_rng(seed: int, run_id: int, stream: int) -> np.random.Generator:
-    """The generator of one kind of trial-to-trial noise of run ``run_id``:
-    ``np.random.default_rng([seed, run_id, stream])``; stream CADC_NOISE_STREAM or MADC_NOISE_STREAM.
-    (Threshold jitter uses ``[seed, run_id]``, which numpy treats like stream 0.)"""
+    """The generator of one kind of ADC read noise of run ``run_id``:
+    ``np.random.default_rng([seed, run_id, stream])``; stream CADC_NOISE_STREAM or MADC_NOISE_STREAM."""
     return np.random.default_rng([int(seed), int(run_id), int(stream)])
 
 
-def threshold_jitter(seed: int, run_id: int, n_samples: int, neurons, spec: MismatchSpec) -> np.ndarray:
-    """Per-sample threshold offsets of run ``run_id``, float64[n_samples, n] (LSB), for circuits
-    ``neurons`` (int[n]). Drawn from ``np.random.default_rng([seed, run_id])`` for all 512 circuits,
-    so a neuron's jitter does not depend on which other neurons are used."""
+def threshold_jitter(seed: int, run_id: int, n_samples: int, neurons, spec: MismatchSpec, *,
+                     first_sample: int = 0) -> np.ndarray:
+    """Per-sample threshold offsets of run ``run_id``, float64[n_samples, n] (LSB), of samples
+    ``first_sample .. first_sample + n_samples - 1`` and circuits ``neurons`` (int[n] in 0..511).
+
+    Each value is ``spec.threshold_jitter_lsb`` times a standard normal computed from (seed, run_id,
+    sample, circuit) alone by a counter-based generator (chip/_hashed_normal.py: splitmix64 words into
+    an exact ziggurat). It therefore does not depend on which other circuits are asked for, on how a
+    run's samples are split into calls, or on threads, and only the values asked for are computed.
+    seed, run_id: ints in [0, 2**64)."""
+    for name, value in (("seed", seed), ("run_id", run_id)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 1 << 64:
+            raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    idx = np.atleast_1d(np.asarray(neurons, dtype=np.int64))
+    if first_sample < 0:
+        raise ValueError(f"first_sample must be >= 0, got {first_sample}")
+    idx = np.ascontiguousarray(np.atleast_1d(np.asarray(neurons, dtype=np.int64)))
+    if idx.ndim != 1:
+        raise ValueError(f"neurons must be 1-d, got shape {idx.shape}")
     if idx.size and (idx.min() < 0 or idx.max() >= N_NEURONS):
         raise ValueError(f"neurons must lie in 0..{N_NEURONS - 1}, got {idx.min()}..{idx.max()}")
-    z = np.random.default_rng([int(seed), int(run_id)]).standard_normal((int(n_samples), N_NEURONS))
-    return np.ascontiguousarray(spec.threshold_jitter_lsb * z[:, idx])
+    out = np.empty((int(n_samples), idx.size))
+    if out.size:
+        hashed_normals_into(run_key(int(seed), int(run_id)), int(first_sample), idx, spec.threshold_jitter_lsb, out)
+    return out

@@ -129,14 +129,56 @@ def test_transfer_inverses_round_trip_every_code():
 
 
 def test_threshold_jitter_is_per_run_and_per_sample():
-    spec = mm.MismatchSpec()
+    spec = mm.MismatchSpec(threshold_jitter_lsb=1.5)
     a = mm.threshold_jitter(1, 7, 400, np.arange(N_NEURONS), spec)
-    assert a.shape == (400, N_NEURONS)
+    assert a.shape == (400, N_NEURONS) and a.dtype == np.float64 and a.flags.c_contiguous
     assert abs(a.std() / spec.threshold_jitter_lsb - 1) < 5 / np.sqrt(2 * a.size)
+    # a circuit's value does not depend on which others are asked for, nor on their order
     np.testing.assert_array_equal(mm.threshold_jitter(1, 7, 400, [5, 3], spec), a[:, [5, 3]])
-    assert not np.array_equal(mm.threshold_jitter(1, 8, 400, np.arange(N_NEURONS), spec), a)
-    z = np.random.default_rng([1, 7]).standard_normal((400, N_NEURONS))
-    np.testing.assert_array_equal(a, spec.threshold_jitter_lsb * z)
+    np.testing.assert_array_equal(mm.threshold_jitter(1, 7, 400, 511, spec), a[:, [511]])
+    # nor on how the run's samples are split into calls
+    parts = [mm.threshold_jitter(1, 7, hi - lo, np.arange(N_NEURONS), spec, first_sample=lo)
+             for lo, hi in ((0, 1), (1, 150), (150, 151), (151, 400))]
+    np.testing.assert_array_equal(np.concatenate(parts), a)
+    np.testing.assert_array_equal(mm.threshold_jitter(1, 7, 400, np.arange(N_NEURONS), spec), a)  # repeatable
+    for other in (mm.threshold_jitter(1, 8, 400, np.arange(N_NEURONS), spec),
+                  mm.threshold_jitter(2, 7, 400, np.arange(N_NEURONS), spec)):
+        assert not np.any(other == a)
+        assert abs(np.corrcoef(other.ravel(), a.ravel())[0, 1]) < 5 / np.sqrt(a.size)
+    assert mm.threshold_jitter(1, 7, 0, [1, 2], spec).shape == (0, 2)
+    assert mm.threshold_jitter(1, 7, 3, [], spec).shape == (3, 0)
+    assert np.all(np.isfinite(mm.threshold_jitter(2**64 - 1, 2**64 - 1, 2, [0], spec)))  # the largest keys
+    np.testing.assert_array_equal(mm.threshold_jitter(1, 7, 4, [3], mm.MismatchSpec.ideal()), np.zeros((4, 1)))
+    for kwargs, match in (({"seed": -1}, "seed must be an integer in \\[0, 2\\*\\*64\\), got -1"),
+                          ({"run_id": 2**64}, "run_id must be an integer"), ({"n_samples": -1}, "n_samples must be >= 0"),
+                          ({"first_sample": -2}, "first_sample must be >= 0"), ({"neurons": [512]}, "neurons must lie in 0..511")):
+        args = {"seed": 1, "run_id": 7, "n_samples": 2, "neurons": [0], "spec": spec, **kwargs}
+        with pytest.raises(ValueError, match=match):
+            mm.threshold_jitter(**args)
+
+
+def test_threshold_jitter_is_standard_normal():
+    """1.2e5 values over many samples and circuits: mean, std, higher moments, KS, the tails beyond
+    the ziggurat's base layer (r = 3.654) and the wedges (pairs of neighbouring values independent)."""
+    from scipy import stats
+
+    z = mm.threshold_jitter(3, 11, 240, np.arange(N_NEURONS), mm.MismatchSpec(threshold_jitter_lsb=1.0)).ravel()
+    n = z.size
+    assert abs(z.mean()) < 4.5 / np.sqrt(n)
+    assert abs(z.std() - 1) < 4.5 / np.sqrt(2 * n)
+    assert abs(stats.skew(z)) < 4.5 * np.sqrt(6 / n) and abs(stats.kurtosis(z)) < 4.5 * np.sqrt(24 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # beyond the base layer: P(|z| > r) = 2.6e-4, ~32 of 1.2e5; the tail's shape by KS on exact draws
+    r = 3.6541528853610088
+    expected = n * 2 * stats.norm.sf(r)
+    assert abs(np.count_nonzero(np.abs(z) > r) - expected) < 5 * np.sqrt(expected)
+    tail = mm.threshold_jitter(5, 1, 4000, np.arange(N_NEURONS), mm.MismatchSpec(threshold_jitter_lsb=1.0)).ravel()
+    tail = np.abs(tail[np.abs(tail) > r])
+    assert stats.kstest(tail, lambda x: 1 - stats.norm.sf(x) / stats.norm.sf(r)).pvalue > 1e-3
+    # neighbouring circuits and samples are uncorrelated
+    grid = z.reshape(240, N_NEURONS)
+    for a, b in ((grid[:, 1:], grid[:, :-1]), (grid[1:], grid[:-1])):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 4.5 / np.sqrt(a.size)
 
 
 def test_spec_and_codes_validation():
