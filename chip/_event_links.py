@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 __all__ = ["EventLaneModel", "LaneState", "admit_events"]
 
@@ -41,36 +42,42 @@ class LaneState:
         return cls(np.full(n_lanes, -1, np.int64), np.zeros(n_lanes, np.int64))
 
 
+@njit(cache=True, nogil=True)
+def _admit(t_ticks, label, n_lanes, window_ticks, per_window, state_window, state_used, keep):
+    """One pass in arrival order: each lane counts the events of its current window (starting from
+    the fill it had if that is the window it was filling before this batch). Returns the index of
+    the first event whose tick goes backwards (-1 if none); the state is updated only when none."""
+    cur_w = state_window.copy()
+    count = state_used.copy()
+    for i in range(t_ticks.shape[0]):
+        if i and t_ticks[i] < t_ticks[i - 1]:
+            return i
+        ln = np.int64(label[i]) % n_lanes
+        w = t_ticks[i] // window_ticks
+        if w != cur_w[ln]:
+            cur_w[ln] = w
+            count[ln] = state_used[ln] if w == state_window[ln] else 0
+        keep[i] = count[ln] < per_window
+        count[ln] += 1
+    for ln in range(n_lanes):
+        state_window[ln] = cur_w[ln]
+        state_used[ln] = min(count[ln], per_window)
+    return -1
+
+
 def admit_events(t_ticks: np.ndarray, label: np.ndarray, model: EventLaneModel, state: LaneState) -> np.ndarray:
     """Which events of a tick-ordered batch the lanes carry: bool[n]. Updates ``state`` in place.
 
     t_ticks int64[n] non-decreasing, at or after every tick of earlier batches; label uint16[n].
+    (A numba pass, ~2 ns an event; the numpy twin with a stable sort by (lane, window) is
+    tests/reference/event_links_naive.py.)
     """
-    n = t_ticks.shape[0]
-    if n == 0:
-        return np.ones(0, dtype=bool)
-    lane = (label.astype(np.int64) % model.n_lanes)
-    window = t_ticks // model.window_ticks
-    # Rank of each event within its (lane, window) group, in arrival order (stable sort).
-    key = lane * (window.max() + 2) + window
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_key)) + 1]
-    group_size = np.diff(np.r_[starts, n])
-    rank_sorted = np.arange(n) - np.repeat(starts, group_size)
-    rank = np.empty(n, np.int64)
-    rank[order] = rank_sorted
-    # Events in the window a lane was already filling in an earlier batch start after its fill.
-    carried = np.where(window == state.window[lane], state.used[lane], 0)
-    keep = rank + carried < model.events_per_window
-    # Remember each lane's last window and how full it is (a loop over lanes, not events).
-    for ln in range(model.n_lanes):
-        in_lane = lane == ln
-        if not in_lane.any():
-            continue
-        w_last = window[in_lane].max()
-        fill = int(np.count_nonzero(in_lane & (window == w_last)))
-        if w_last == state.window[ln]:
-            fill += int(state.used[ln])
-        state.window[ln], state.used[ln] = w_last, min(fill, model.events_per_window)
+    keep = np.empty(t_ticks.shape[0], dtype=bool)
+    if keep.size == 0:
+        return keep
+    bad = _admit(np.ascontiguousarray(t_ticks, np.int64), np.ascontiguousarray(label, np.uint16),
+                 int(model.n_lanes), int(model.window_ticks), int(model.events_per_window),
+                 state.window, state.used, keep)
+    if bad >= 0:
+        raise ValueError(f"t_ticks must be non-decreasing, got {t_ticks[bad]} after {t_ticks[bad - 1]} at index {bad}")
     return keep

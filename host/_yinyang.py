@@ -84,9 +84,11 @@ def encode_ttfs(x, *, t_early_us: float, t_late_us: float, t_bias_us: float | No
     if t_bias_us is not None:
         t = np.concatenate([t, np.full((size, 1), float(t_bias_us))], axis=1)
     t = np.repeat(t, duplicates, axis=1)  # [size, n_sources], source = feature * duplicates + copy
-    n_src = t.shape[1]
-    src = np.broadcast_to(np.arange(n_src, dtype=np.int32), t.shape)
-    sample = np.broadcast_to(np.arange(size, dtype=np.int32)[:, None], t.shape)
-    order = np.lexsort((src.ravel(), t.ravel(), sample.ravel()))
-    return (np.ascontiguousarray(t.ravel()[order]), np.ascontiguousarray(src.ravel()[order]),
-            np.ascontiguousarray(sample.ravel()[order]))
+    size, n_src = t.shape
+    # Each sample's sources sorted by time on their own (a stable sort keeps equal times in source
+    # order): the same order as a lexsort of all events by (sample, t, source), without sorting
+    # across samples.
+    src = np.argsort(t, axis=1, kind="stable").astype(np.int32)
+    t = np.take_along_axis(t, src, axis=1)
+    sample = np.repeat(np.arange(size, dtype=np.int32), n_src)
+    return t.ravel(), src.ravel(), sample

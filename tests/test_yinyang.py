@@ -110,3 +110,29 @@ def test_encode_ttfs_without_bias_and_argument_checks():
         encode_ttfs(x, t_early_us=0.0, t_late_us=1.0, t_bias_us=None, duplicates=0)
     with pytest.raises(ValueError, match="t_early_us <= t_late_us"):
         encode_ttfs(x, t_early_us=2.0, t_late_us=1.0, t_bias_us=None)
+
+
+@pytest.mark.parametrize("duplicates, t_bias_us", [(1, None), (5, 0.0), (3, 4.0)])
+def test_encode_ttfs_and_encode_batch_match_one_global_sort(duplicates, t_bias_us):
+    """Each sample sorted on its own gives the bits of one lexsort over all events, equal times
+    (copies, the bias, repeated values) included; encode_batch also when spikes pass a sample's end."""
+    from types import SimpleNamespace
+
+    from neurosplit.host._training import encode_batch
+    from reference import encoding_naive as ref
+
+    rng = np.random.default_rng(duplicates)
+    x = rng.choice(np.array([0.0, 0.25, 0.5, 1.0, 0.3]), (200, 4)) if duplicates == 3 else rng.random((200, 4))
+    kw = dict(t_early_us=2.0, t_late_us=12.0, t_bias_us=t_bias_us, duplicates=duplicates)
+    for a, b in zip(encode_ttfs(x, **kw), ref.encode_ttfs(x, **kw)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    labels = np.arange(100, 100 + 5 * duplicates, dtype=np.int64)
+    for sample_ticks in (1875, 1000):  # 1000 ticks = 8 us: spikes pass the sample's end (TrainConfig forbids it)
+        c = SimpleNamespace(sample_ticks=sample_ticks, **kw)
+        for a, b in zip(encode_batch(x, c, labels), ref.encode_batch(x, c, labels)):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    empty = np.zeros((0, 4))
+    for a, b in zip(encode_ttfs(empty, **kw), ref.encode_ttfs(empty, **kw)):
+        assert a.dtype == b.dtype and a.shape == b.shape
