@@ -184,3 +184,20 @@ def test_kernel_choice_follows_the_cost():
     assert bits(simulate_events(*shared, **kw)) == bits(simulate_events(*shared, **probed))
     mismatched = (one_layer, p, *rest)
     assert bits(simulate_events(*mismatched, **kw)) != bits(simulate_events(*mismatched, **probed))
+
+
+def test_network_changed_in_place_is_not_served_from_the_last_plan():
+    """simulate_events reuses what it derived from the last network only while weights and parameters
+    are bitwise the same: a weight or a parameter changed in place gives the new network's spikes."""
+    args, kw = yinyang_like(9, n_samples=4)
+    w, p, *rest = args
+    w, p = w.copy(), NeuronParams(*(a.copy() for a in p))
+    before = simulate_events(w, p, *rest, **kw).spikes
+    w[:25, :24] += 10.0
+    stronger = simulate_events(w, p, *rest, **kw).spikes
+    fresh = simulate_events(w.copy(), NeuronParams(*(a.copy() for a in p)), *rest, **kw).spikes
+    assert stronger.t_us.tobytes() == fresh.t_us.tobytes() != before.t_us.tobytes()
+    p.v_th_lsb[:] += 20.0
+    higher = simulate_events(w, p, *rest, **kw).spikes
+    fresh = simulate_events(w.copy(), NeuronParams(*(a.copy() for a in p)), *rest, **kw).spikes
+    assert higher.t_us.tobytes() == fresh.t_us.tobytes() and higher.n_spikes < stronger.n_spikes
