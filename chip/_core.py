@@ -48,8 +48,8 @@ from ._mismatch import (
     realised_params,
     threshold_jitter,
 )
-from ._params import N_NEURONS, N_ROWS, NEURON_LABEL_BASE, NeuronParams
-from ._synapses import SynapseArray, effective_weights
+from ._params import N_NEURONS, N_ROWS, NEURON_LABEL_BASE, WEIGHT_MAX, NeuronParams
+from ._synapses import CURRENT_LSB_PER_CODE, SynapseArray, _add_rows, refresh_effective_weights, row_sources
 
 __all__ = ["CoreConfig", "AnalogCore"]
 
@@ -99,18 +99,32 @@ class AnalogCore:
         self.chip_seed = chip_seed
         self.seed = seed
         self.die = draw_die(chip_seed, config.mismatch)
-        self.array = SynapseArray.empty()
+        # The synapse array as mutable arrays: a weight write changes a block in place (no copy and
+        # re-check of the whole 128 KB array per training step); ``array`` gives a read-only snapshot.
+        self._weight = np.zeros((N_ROWS, N_NEURONS), np.uint8)
+        self._row_label = np.zeros(N_ROWS, np.uint16)
+        self._row_sign = np.zeros(N_ROWS, np.int8)
+        self._array: SynapseArray | None = None
+        self._gain = np.ascontiguousarray(self.die.synapse_gain, np.float64)
         self.targets = {name: np.full(N_NEURONS, np.nan) for name in NeuronParams._fields}
         self.calibration_report: dict = {}
         self._circuits = np.zeros(0, np.int64)  # configured neuron circuits, ascending
         self._params: NeuronParams | None = None
         self._w_lsb: np.ndarray | None = None
+        self._rows_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # row_sources + float signs
         self._input_labels = np.zeros(0, np.int64)
         self._src_lut_labels: np.ndarray | None = None  # the _input_labels that _src_lut was built for
         self._src_lut = np.zeros(0, np.int32)
         self._runs: dict[int, _Run] = {}
 
     # -- configuration ----------------------------------------------------------------------
+    @property
+    def array(self) -> SynapseArray:
+        """The synapse array as stored now (a read-only snapshot; later writes do not change it)."""
+        if self._array is None:
+            self._array = SynapseArray(self._weight, self._row_label, self._row_sign)
+        return self._array
+
     @property
     def circuits(self) -> np.ndarray:
         """Configured neuron circuits, ascending: the neurons the core simulates."""
@@ -128,6 +142,7 @@ class AnalogCore:
         self._circuits = np.flatnonzero(~np.isnan(self.targets["tau_mem_us"]))
         self._params = None
         self._w_lsb = None
+        self._rows_map = None
         self.realised()  # fail now, not at the next run, if the chip cannot hold these targets
 
     def _realise(self) -> NeuronParams:
@@ -148,22 +163,30 @@ class AnalogCore:
     def configure_rows(self, msg: ConfigureRows) -> None:
         if msg.row.size and msg.row.max() >= N_ROWS:
             raise ChipLimitError(f"configure_rows.row: row {msg.row.max()} does not exist (rows 0..{N_ROWS - 1})")
-        label, sign = self.array.row_label.copy(), self.array.row_sign.copy()
-        label[msg.row], sign[msg.row] = msg.source_label, msg.sign
-        self.array = SynapseArray(self.array.weight, label, sign)
+        self._row_label[msg.row], self._row_sign[msg.row] = msg.source_label, msg.sign
+        self._array = None
         self._w_lsb = None
+        self._rows_map = None
 
     def write_weights(self, msg: WriteWeights) -> Ack:
         self._check_block(msg.row, msg.column, "write_weights")
-        weight = self.array.weight.copy()
-        weight[np.ix_(msg.row.astype(np.int64), msg.column.astype(np.int64))] = msg.weight
-        self.array = SynapseArray(weight, self.array.row_label, self.array.row_sign)
-        self._w_lsb = None
+        if msg.weight.size and msg.weight.max() > WEIGHT_MAX:
+            raise ValueError(f"write_weights.weight: codes must be <= {WEIGHT_MAX}, got {msg.weight.max()}")
+        rows = msg.row.astype(np.int64)
+        self._weight[np.ix_(rows, msg.column.astype(np.int64))] = msg.weight
+        self._array = None
+        if self._w_lsb is not None:
+            # Only the sources these rows answer are summed again (same bits as a full recomputation).
+            # A fresh matrix, not an update in place: a caller may still hold the previous one.
+            w = self._w_lsb.copy()
+            src, row, sign = self._rows_map
+            refresh_effective_weights(w, rows, src, row, self._circuits, sign, self._weight, self._gain)
+            self._w_lsb = w
         return Ack(request_id=msg.request_id, what="write_weights")
 
     def read_weights(self, msg: ReadWeights) -> Weights:
         self._check_block(msg.row, msg.column, "read_weights")
-        block = self.array.weight[np.ix_(msg.row.astype(np.int64), msg.column.astype(np.int64))]
+        block = self._weight[np.ix_(msg.row.astype(np.int64), msg.column.astype(np.int64))]
         return Weights(request_id=msg.request_id, row=msg.row, column=msg.column, weight=block)
 
     @staticmethod
@@ -176,10 +199,15 @@ class AnalogCore:
     def weights_lsb(self) -> np.ndarray:
         """The effective weight matrix of the configured network, float64[n_in + n, n]."""
         if self._w_lsb is None:
-            on = self.array.row_sign != 0
-            labels = self.array.row_label[on].astype(np.int64)
-            self._input_labels = np.unique(labels[labels < NEURON_LABEL_BASE])
-            self._w_lsb = effective_weights(self.array, self.die.synapse_gain, self._input_labels, self._circuits)
+            if self._rows_map is None:  # once per row or neuron configuration, not per weight write
+                labels = self._row_label[self._row_sign != 0].astype(np.int64)
+                self._input_labels = np.unique(labels[labels < NEURON_LABEL_BASE])
+                src, rows = row_sources(self._row_label, self._row_sign, self._input_labels, self._circuits)
+                self._rows_map = (src, rows, self._row_sign.astype(np.float64))
+            src, rows, sign = self._rows_map
+            w = np.zeros((self._input_labels.size + self._circuits.size, self._circuits.size), np.float64)
+            _add_rows(w, src, rows, self._circuits, sign, self._weight, self._gain, CURRENT_LSB_PER_CODE)
+            self._w_lsb = w
         return self._w_lsb
 
     # -- runs ---------------------------------------------------------------------------------
@@ -198,6 +226,15 @@ class AnalogCore:
 
     def has_run(self, run_id: int) -> bool:
         return run_id in self._runs
+
+    def samples_due(self, batch: SpikeBatch) -> int:
+        """How many samples ``feed(batch)`` would simulate (0 if it names no open run): what a caller
+        weighs to decide where to run it."""
+        run = self._runs.get(batch.run_id)
+        if run is None:
+            return 0
+        req = run.request
+        return max(0, min(batch.horizon_ticks // req.sample_ticks, req.n_samples) - run.next_sample)
 
     def feed(self, batch: SpikeBatch) -> list[Message]:
         """Take playback events; simulate every sample whose end the horizon has passed."""

@@ -41,6 +41,8 @@ __all__ = [
     "source_labels",
     "rows_for_labels",
     "effective_weights",
+    "row_sources",
+    "refresh_effective_weights",
     "code_gradient",
 ]
 
@@ -350,14 +352,47 @@ def effective_weights(array: SynapseArray, gain, input_label, neuron, *,
     if gain.shape != array.shape:
         raise ValueError(f"gain must have the array's shape {array.shape}, got {gain.shape}")
     neuron = _check_neurons(neuron, array.shape[1])
-    labels = source_labels(input_label, neuron).astype(np.int64)
-    on = np.flatnonzero(array.row_sign != 0)
-    src = _lookup(labels, array.row_label[on].astype(np.int64))
-    rows, src = on[src >= 0], src[src >= 0]
-    w = np.zeros((labels.size, neuron.size), np.float64)
+    src, rows = row_sources(array.row_label, array.row_sign, input_label, neuron)
+    w = np.zeros((np.atleast_1d(np.asarray(input_label)).size + neuron.size, neuron.size), np.float64)
     _add_rows(w, src, rows, neuron, array.row_sign.astype(np.float64), np.ascontiguousarray(array.weight),
               np.ascontiguousarray(gain), float(lsb_per_code))
     return w
+
+
+def row_sources(row_label, row_sign, input_label, neuron) -> tuple[np.ndarray, np.ndarray]:
+    """Which source (row of ``effective_weights``) each switched-on row answers: (src int64[k], row
+    int64[k]), rows ascending; rows answering a label that is not simulated are left out. It depends
+    on the row configuration and the simulated sources only, not on the codes, so a core computes it
+    once per configuration and reuses it for every weight write (``refresh_effective_weights``).
+
+    row_label: uint16[n_rows]; row_sign: int8[n_rows] (0: off); input_label, neuron: as in effective_weights.
+    """
+    labels = source_labels(input_label, neuron).astype(np.int64)
+    on = np.flatnonzero(np.asarray(row_sign) != 0)
+    src = _lookup(labels, np.asarray(row_label)[on].astype(np.int64))
+    return src[src >= 0], on[src >= 0]
+
+
+def refresh_effective_weights(w: np.ndarray, changed_rows, src: np.ndarray, rows: np.ndarray, neuron: np.ndarray,
+                              sign: np.ndarray, weight: np.ndarray, gain: np.ndarray, *,
+                              lsb_per_code: float = CURRENT_LSB_PER_CODE) -> None:
+    """Bring ``w`` (an ``effective_weights`` matrix, float64[n_src, n], updated in place) up to date after
+    the codes of ``changed_rows`` (int[m]) changed. Every source one of those rows answers is summed
+    again from zero over all its rows in ascending order, as ``effective_weights`` sums it, so the
+    result has the same bits as a full recomputation; the other sources are not touched.
+
+    src, rows: ``row_sources`` of the current configuration. neuron: int64[n] circuits. sign:
+    float64[n_rows] row signs. weight: uint8[n_rows, n_cols] codes, gain: float64[n_rows, n_cols]
+    (both C-contiguous)."""
+    hit_row = np.zeros(weight.shape[0], bool)
+    hit_row[np.asarray(changed_rows, np.int64)] = True
+    hit_src = np.zeros(w.shape[0], bool)
+    hit_src[src[hit_row[rows]]] = True
+    if not hit_src.any():
+        return
+    w[hit_src] = 0.0
+    again = hit_src[src]
+    _add_rows(w, src[again], rows[again], neuron, sign, weight, gain, float(lsb_per_code))
 
 
 @njit(cache=True, nogil=True)

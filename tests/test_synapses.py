@@ -105,6 +105,22 @@ def test_effective_weights_match_the_naive_routing():
     np.testing.assert_allclose(got, naive_effective(array, gain, input_label, neuron), rtol=1e-13, atol=1e-12)
 
 
+def test_refreshing_changed_rows_gives_the_bits_of_a_full_recomputation():
+    rng = np.random.default_rng(7)
+    array = random_array(rng)  # ~18 rows answer each label: the sums' order matters for the bits
+    gain = rng.lognormal(0, 0.1, size=array.shape)
+    input_label, neuron = np.array([4, 0, 2, 5]), np.array([7, 3, 1, 0, 500])
+    src, rows = syn.row_sources(array.row_label, array.row_sign, input_label, neuron)
+    w = syn.effective_weights(array, gain, input_label, neuron)
+    weight = array.weight.copy()
+    for _ in range(20):
+        changed = rng.choice(256, size=int(rng.integers(1, 40)), replace=False)
+        weight[np.ix_(changed, neuron)] = rng.integers(0, 64, size=(changed.size, neuron.size))
+        syn.refresh_effective_weights(w, changed, src, rows, neuron, array.row_sign.astype(float), weight, gain)
+        full = syn.effective_weights(syn.SynapseArray(weight, array.row_label, array.row_sign), gain, input_label, neuron)
+        np.testing.assert_array_equal(w, full)
+
+
 def test_rows_for_labels_matches_a_scan():
     rng = np.random.default_rng(3)
     array = random_array(rng, n_rows=40)
@@ -154,3 +170,38 @@ def test_array_validation_and_immutability():
         syn.SynapseArray(np.full((2, 3), 64, np.uint8), np.zeros(2, np.uint16), np.zeros(2, np.int8))
     with pytest.raises(ValueError, match="rows must be one of"):
         syn.plan_rows([1], [0], rows="both")
+
+
+def test_core_weight_writes_keep_the_effective_weights_of_its_array():
+    """AnalogCore updates its effective matrix row by row after each write: always the bits of
+    effective_weights on its array; a snapshot of ``array`` taken before a write stays as it was."""
+    from neurosplit.chip import AnalogCore, CoreConfig
+    from neurosplit.protocol import ConfigureNeurons, ConfigureRows, WriteWeights
+
+    rng = np.random.default_rng(11)
+    core = AnalogCore(CoreConfig(calibrate=False), chip_seed=2)
+    circuits = np.array([3, 9, 40, 41, 300], np.uint16)
+    n = circuits.size
+    core.configure_neurons(ConfigureNeurons(neuron=circuits, tau_mem_us=np.full(n, 10.0), tau_syn_us=np.full(n, 5.0),
+                                            v_leak_lsb=np.full(n, 80.0), v_reset_lsb=np.full(n, 80.0),
+                                            v_th_lsb=np.full(n, 110.0), t_ref_us=np.full(n, 2.0)))
+    rows = np.arange(0, 120, 2, dtype=np.uint16)  # several rows per label, of both signs
+    labels = rng.choice(np.r_[np.arange(6), NEURON_LABEL_BASE + circuits.astype(int)], size=rows.size).astype(np.uint16)
+    core.configure_rows(ConfigureRows(row=rows, source_label=labels, sign=rng.choice([-1, 1], rows.size).astype(np.int8)))
+
+    def expected():
+        return syn.effective_weights(core.array, core.die.synapse_gain, np.unique(labels[labels < NEURON_LABEL_BASE]),
+                                     core.circuits)
+
+    core.weights_lsb()
+    before = core.array
+    for k in range(12):
+        row = np.sort(rng.choice(rows, size=int(rng.integers(1, 20)), replace=False))
+        cols = circuits if k % 3 else np.array([9, 100], np.uint16)  # also columns outside the network
+        held = core.weights_lsb()
+        held_bits = held.copy()
+        core.write_weights(WriteWeights(request_id=k, row=row, column=cols,
+                                        weight=rng.integers(0, 64, (row.size, cols.size)).astype(np.uint8)))
+        np.testing.assert_array_equal(core.weights_lsb(), expected())
+        np.testing.assert_array_equal(held, held_bits)  # a matrix handed out earlier is never changed in place
+    assert before.weight.sum() == 0 and not before.weight.flags.writeable
