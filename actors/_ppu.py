@@ -217,17 +217,19 @@ class PpuActor(Actor):
         t, label, sample = run.events()
         inputs, spikes = self.learner.spikes_from_ticks(t, label, sample, req.sample_ticks)
         t_end_us = req.sample_ticks / TICKS_PER_US
+        # A pass that neither updates nor reports gradients (a test pass) needs no adjoint sweep.
         outcome = self.learner.step(inputs, spikes, step.label, req.n_samples, t_end_us, apply=step.apply_update,
-                                    lr=step.learning_rate)
+                                    lr=step.learning_rate, gradient=step.apply_update or step.report_gradients)
         if outcome.write_rows.size:
             circuits = self.learner.rows.column.astype(np.uint16)
             await self._request(lambda rid: WriteWeights(request_id=rid, row=outcome.write_rows.astype(np.uint16),
                                                          column=circuits, weight=outcome.write_codes))
         if step.report_gradients:
             await router.send(Gradients(run_id=step.run_id, loss=outcome.loss.loss, grad=outcome.grad_codes))
+        metrics = {"ppu_working_set_bytes": float(self.learner.working_set_bytes(len(t))),
+                   "ppu_memory_bytes": float(PPU_MEMORY_BYTES)}
+        if outcome.guard_count is not None:  # absent, not 0, when no adjoint sweep ran
+            metrics["adjoint_guard_count"] = float(outcome.guard_count)
         await router.send(LearnResult(
             run_id=step.run_id, loss=outcome.loss.loss, n_correct=int(outcome.loss.correct.sum()),
-            n_samples=req.n_samples, spike_count=outcome.spike_count,
-            metrics={"ppu_working_set_bytes": float(self.learner.working_set_bytes(len(t))),
-                     "ppu_memory_bytes": float(PPU_MEMORY_BYTES),
-                     "adjoint_guard_count": float(outcome.guard_count)}))
+            n_samples=req.n_samples, spike_count=outcome.spike_count, metrics=metrics))

@@ -71,11 +71,11 @@ class RowMap(NamedTuple):
 
 class StepOutcome(NamedTuple):
     loss: LossResult
-    grad_codes: np.ndarray  # float64[n_src, n] dL/d(signed code)
+    grad_codes: np.ndarray | None  # float64[n_src, n] dL/d(signed code); None: not computed (gradient=False)
     spike_count: np.ndarray  # uint32[n] spikes per model neuron over the batch
     write_rows: np.ndarray  # int64[r] rows whose codes changed
     write_codes: np.ndarray  # uint8[r, n] new codes of those rows at the model's columns
-    guard_count: int
+    guard_count: int | None  # the adjoint sweep's grazing-crossing guards; None: no sweep ran
 
 
 class Learner:
@@ -199,10 +199,17 @@ class Learner:
         raise ValueError(f"loss must be 'ttfs' or 'mse', got {self.config.loss!r}")
 
     def step(self, inputs, spikes: SpikeRecord, label, n_samples: int, t_end_us: float,
-             apply: bool = True, lr: float = 0.0) -> StepOutcome:
+             apply: bool = True, lr: float = 0.0, gradient: bool = True) -> StepOutcome:
         """One gradient estimate and (if apply) one optimiser step on a batch of n_samples, with
-        learning rate ``lr`` (0: the configured one)."""
+        learning rate ``lr`` (0: the configured one). ``gradient=False`` (only without ``apply``)
+        scores the batch alone: loss and spike counts, no adjoint sweep (grad_codes and guard_count
+        are None)."""
         loss = self.evaluate(inputs, spikes, label, n_samples, t_end_us)
+        if not gradient:
+            if apply:
+                raise ValueError("apply=True needs gradient=True: an update needs the gradient")
+            counts = np.bincount(spikes.neuron, minlength=self.n).astype(np.uint32)
+            return StepOutcome(loss, None, counts, np.zeros(0, np.int64), np.zeros((0, self.n), np.uint8), None)
         in_t_us, in_src, in_sample = inputs
         adj = adjoint_sweep(self.w_lsb(), self.params, in_t_us, in_src, in_sample, spikes, loss.dl_dt,
                             n_samples, t_end_us)

@@ -57,3 +57,32 @@ async def test_fixed_point_ppu_stays_within_one_code_of_float_learning():
     diff = np.abs(w_float.astype(int) - w_fixed.astype(int))
     assert diff.max() <= 1  # 16-bit accumulators (9 fraction bits) round differently, never by more than a code
     assert np.count_nonzero(diff) <= 0.02 * np.count_nonzero(w_float)
+
+
+async def test_a_pass_without_update_or_gradients_skips_the_adjoint_sweep_and_says_so():
+    """The PPU scores such a pass (a test pass) without the sweep: the same loss, accuracy and spike
+    counts as a pass that computes the gradient, and no adjoint_guard_count (not computed, not 0)."""
+    from neurosplit.host._network import place
+    from neurosplit.host._training import build_network, encode_batch
+    from neurosplit.host._yinyang import YINYANG_SEEDS, yin_yang
+
+    net = build_network(SMALL)
+    pl = place(net)
+    x, y = yin_yang(20, YINYANG_SEEDS["test"])
+    t, lab, smp = encode_batch(x, SMALL, net.input_label)
+    async with open_system(SystemConfig(core=FAST_CORE, chip_seed=4)) as system:
+        host = system.host
+        await host.configure(pl.neurons, pl.rows)
+        await host.write_weights(pl.weight_rows, pl.weight_columns, pl.weight_block)
+        await host.configure(pl.learning(net, loss=SMALL.loss, params=SMALL.learner_params()))
+        results = []
+        for gradients in (False, True):
+            host.set_next_run_id(7)  # the same run id: the same trial noise, the same spikes
+            results.append(await host.run(t, lab, smp, n_samples=20, sample_ticks=SMALL.sample_ticks,
+                                          record_spikes=False, train_labels=y.astype(np.uint16),
+                                          apply_update=False, report_gradients=gradients))
+    scored, swept = results
+    assert (scored.learn.loss, scored.learn.n_correct) == (swept.learn.loss, swept.learn.n_correct)
+    np.testing.assert_array_equal(scored.learn.spike_count, swept.learn.spike_count)
+    assert "adjoint_guard_count" not in scored.learn.metrics and "adjoint_guard_count" in swept.learn.metrics
+    assert scored.gradients is None and swept.gradients is not None
