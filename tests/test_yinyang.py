@@ -47,6 +47,24 @@ def test_generator_reproduces_the_reference(seed):
     assert x.dtype == np.float64 and label.dtype == np.int64 and x.shape == (300, 4)
 
 
+def test_generator_reproduces_the_reference_on_a_full_split_other_radii_and_short_word_blocks(monkeypatch):
+    """The compiled generator replays the raw words: the whole training split, other radii, and blocks
+    of words so short that samples outrun them and are redone give the reference's numbers."""
+    import neurosplit.host._yinyang as yy
+    x, label = yin_yang(5000, YINYANG_SEEDS["train"])
+    rx, rl = reference_yin_yang(5000, YINYANG_SEEDS["train"])
+    assert np.array_equal(x, rx) and np.array_equal(label, rl)
+    x, label = yin_yang(200, 3, r_small=0.2, r_big=0.6)
+    rx, rl = reference_yin_yang(200, 3, r_small=0.2, r_big=0.6)
+    assert np.array_equal(x, rx) and np.array_equal(label, rl)
+    monkeypatch.setattr(yy, "_WORDS_PER_SAMPLE", 1)
+    monkeypatch.setattr(yy, "_MIN_WORDS", 6)
+    x, label = yin_yang(100, 11)
+    rx, rl = reference_yin_yang(100, 11)
+    assert np.array_equal(x, rx) and np.array_equal(label, rl)
+    assert yin_yang(0, 1)[0].shape == (0, 4)
+
+
 def test_first_samples_are_pinned():
     """Regression pin of the first training samples (seed 42), so a change of generator cannot pass silently."""
     x, label = yin_yang(3, YINYANG_SEEDS["train"])
