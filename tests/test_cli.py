@@ -51,3 +51,21 @@ def test_a_network_that_does_not_fit_is_one_clear_line(capsys):
 def test_bad_option_values_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["train", "yinyang", "--learning", "telepathy"])
+
+
+def test_a_command_imports_only_its_own_module(capsys):
+    """``neurosplit train`` starts without the other commands' imports (the conformance kit, the
+    recording replay, the sweep); the full help still lists every command."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom neurosplit.host.cli import main\n"
+            "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('neurosplit.actors.conformance', 'neurosplit.actors.testing', "
+            "'neurosplit.host.cli._sweep', 'neurosplit.host.cli._train') if m in sys.modules), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip().splitlines()[-1] == "['neurosplit.host.cli._train']"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("run", "train", "demo", "conformance", "replay", "sweep", "compare"))
