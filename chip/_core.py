@@ -49,7 +49,8 @@ from ._mismatch import (
     threshold_jitter,
 )
 from ._params import N_NEURONS, N_ROWS, NEURON_LABEL_BASE, WEIGHT_MAX, NeuronParams
-from ._synapses import CURRENT_LSB_PER_CODE, SynapseArray, _add_rows, refresh_effective_weights, row_sources
+from ._synapses import (CURRENT_LSB_PER_CODE, SynapseArray, _add_rows, _write_block, refresh_effective_weights,
+                        row_sources)
 
 __all__ = ["CoreConfig", "AnalogCore"]
 
@@ -173,7 +174,7 @@ class AnalogCore:
         if msg.weight.size and msg.weight.max() > WEIGHT_MAX:
             raise ValueError(f"write_weights.weight: codes must be <= {WEIGHT_MAX}, got {msg.weight.max()}")
         rows = msg.row.astype(np.int64)
-        self._weight[np.ix_(rows, msg.column.astype(np.int64))] = msg.weight
+        _write_block(self._weight, rows, msg.column.astype(np.int64), np.ascontiguousarray(msg.weight))
         self._array = None
         if self._w_lsb is not None:
             # Only the sources these rows answer are summed again (same bits as a full recomputation).

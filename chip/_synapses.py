@@ -396,6 +396,17 @@ def refresh_effective_weights(w: np.ndarray, changed_rows, src: np.ndarray, rows
 
 
 @njit(cache=True, nogil=True)
+def _write_block(weight, rows, cols, block):
+    """weight[rows[i], cols[j]] = block[i, j], in row order (a repeated row keeps its last block row):
+    numpy's ``weight[np.ix_(rows, cols)] = block`` without its fancy-indexing overhead (~0.25 ms for a
+    training step's 250 x 103 block)."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(cols.shape[0]):
+            weight[r, cols[j]] = block[i, j]
+
+
+@njit(cache=True, nogil=True)
 def _add_rows(w, src, rows, neuron, sign, weight, gain, lsb_per_code):
     """w[src[i], j] += sign * code * gain * lsb_per_code of row rows[i] at column neuron[j], rows in the
     given (ascending) order: deterministic when several rows answer one label."""

@@ -205,3 +205,15 @@ def test_core_weight_writes_keep_the_effective_weights_of_its_array():
         np.testing.assert_array_equal(core.weights_lsb(), expected())
         np.testing.assert_array_equal(held, held_bits)  # a matrix handed out earlier is never changed in place
     assert before.weight.sum() == 0 and not before.weight.flags.writeable
+
+
+def test_block_write_kernel_matches_numpy_fancy_assignment():
+    rng = np.random.default_rng(12)
+    weight = rng.integers(0, 64, size=(256, 512), dtype=np.uint8)
+    rows = np.array([5, 0, 255, 17], np.int64)
+    cols = rng.choice(512, size=40, replace=False).astype(np.int64)
+    block = rng.integers(0, 64, size=(rows.size, cols.size), dtype=np.uint8)
+    expected = weight.copy()
+    expected[np.ix_(rows, cols)] = block
+    syn._write_block(weight, rows, cols, block)
+    np.testing.assert_array_equal(weight, expected)
