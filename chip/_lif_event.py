@@ -379,8 +379,8 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
     # alone), and, for one layer, unless most neurons share their exp table with others (then the
     # neuron-by-neuron kernel computes one exp per input for all of them, and wins).
     grouped = ((probe_t.size == 0 or probe_nrn.size == 0) and plan.order is not None
-               and np.mean(p.t_ref_us >= 0.5 * inp.t_end_us) >= 0.9
-               and not (independent and np.mean(plan.group >= 0) >= 0.5))
+               and np.count_nonzero(p.t_ref_us >= 0.5 * inp.t_end_us) >= 0.9 * n > 0
+               and not (independent and np.count_nonzero(plan.group >= 0) >= 0.5 * n))
     order, layer_ptr, wt_all, fill, wl = plan.order, plan.layer_ptr, plan.wt_all, plan.fill, plan.wl
     if grouped:
         independent, layers = False, None
