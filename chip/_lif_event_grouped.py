@@ -28,13 +28,12 @@ not bit-identical, because propagations are grouped differently and the exponent
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit
 
 from ._lif_closed_form import _AD, _E, _INV_SLOW, _INV_TM, _INV_TS, _SLOW_MEM, _TM, _root, _s_critical, _u_at
-from ._lif_event_layered import _merge_spikes, _neuron_through
+from ._lif_event_layered import _add_layer_spikes, _load_sample, _neuron_through, _sort_spikes
 from ._spikes import BUFFER_FULL, CAP_EXCEEDED, DONE
 from ._vexp import exp_into, expm1_into
 
@@ -159,37 +158,6 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
         res[idx[p]] = x[p]
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sort_spikes(t, nrn, lo, hi, t_end, cnt, buf_t, buf_n):
-    """Put spikes [lo, hi) of one sample in record order (t, neuron): a counting sort into hi - lo
-    buckets of equal width in [0, t_end), then an insertion sort of the nearly sorted result (~15 ns a
-    spike for a Yin-Yang sample, where numba's argsort takes ~70). cnt, buf_t, buf_n: >= hi - lo + 1."""
-    m = hi - lo
-    if m < 2:
-        return
-    scale = m / t_end
-    cnt[:m + 1] = 0
-    for i in range(lo, hi):
-        b = min(max(int(t[i] * scale), 0), m - 1)
-        cnt[b + 1] += 1
-    for b in range(m):
-        cnt[b + 1] += cnt[b]
-    for i in range(lo, hi):
-        b = min(max(int(t[i] * scale), 0), m - 1)
-        j = cnt[b]
-        cnt[b] = j + 1
-        buf_t[j], buf_n[j] = t[i], nrn[i]
-    for i in range(1, m):
-        ti, ni = buf_t[i], buf_n[i]
-        j = i - 1
-        while j >= 0 and (buf_t[j] > ti or (buf_t[j] == ti and buf_n[j] > ni)):
-            buf_t[j + 1], buf_n[j + 1] = buf_t[j], buf_n[j]
-            j -= 1
-        buf_t[j + 1], buf_n[j + 1] = ti, ni
-    for i in range(m):
-        t[lo + i], nrn[lo + i] = buf_t[i], buf_n[i]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def _grow(a, need):
     if a.shape[0] >= need:
         return a
@@ -224,17 +192,11 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
     job_u, job_c, job_th, job_hi, job_flo, job_fhi = np.empty(64), np.empty(64), np.empty(64), np.empty(64), \
         np.empty(64), np.empty(64)
     job_s, job_dhi, scratch = np.empty(64), np.empty(64), np.empty(16 * 64)
-    s_cnt, s_t, s_n, sp_r = np.empty(128, np.int64), np.empty(128), np.empty(128, np.int32), np.empty(128, np.int64)
+    s_cnt, s_t, s_n = np.empty(128, np.int64), np.empty(128), np.empty(128, np.int32)
     smp, n_out = cursor[_C_SMP], cursor[_C_OUT]
     while smp < n_samples:
         out_start = n_out
-        ib, ie = in_off[smp], in_off[smp + 1]
-        m = ie - ib
-        if m > cap:
-            cap = 2 * m
-            ev_t, ev_r, tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64)
-        for i in range(m):
-            ev_t[i], ev_r[i] = in_t[ib + i], in_src[ib + i]
+        ev_t, ev_r, tmp_t, tmp_r, m = _load_sample(in_t, in_src, in_off[smp], in_off[smp + 1], ev_t, ev_r, tmp_t, tmp_r)
         for lay in range(n_layers):
             lay_start = n_out
             q0, q1 = layer_ptr[lay], layer_ptr[lay + 1]
@@ -388,23 +350,9 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
                     cursor[_C_SMP], cursor[_C_OUT] = smp, out_start
                 status[0], status[1], status[2] = smp, out_start, code
                 return
-            n_new = n_out - lay_start
-            if lay + 1 < n_layers and n_new > 0:
-                # merge the layer's spikes, put in stream order, into the stream (as _run_layered)
-                s_cnt, s_t, s_n = _grow(s_cnt, n_new + 1), _grow(s_t, n_new), _grow(s_n, n_new)
-                _sort_spikes(out_t, out_nrn, lay_start, n_out, t_end, s_cnt, s_t, s_n)
-                sp_t = out_t[lay_start:n_out]
-                sp_r = _grow(sp_r, n_new)
-                for i in range(n_new):
-                    sp_r[i] = out_nrn[lay_start + i] + n_in
-                if m + n_new > cap:
-                    cap = 2 * (m + n_new)
-                    grown_t, grown_r = np.empty(cap), np.empty(cap, np.int64)
-                    grown_t[:m], grown_r[:m] = ev_t[:m], ev_r[:m]
-                    ev_t, ev_r, tmp_t, tmp_r = grown_t, grown_r, np.empty(cap), np.empty(cap, np.int64)
-                m = _merge_spikes(ev_t, ev_r, m, sp_t, sp_r[:n_new], n_in, tmp_t, tmp_r)
-                ev_t, tmp_t = tmp_t, ev_t
-                ev_r, tmp_r = tmp_r, ev_r
+            if lay + 1 < n_layers and n_out > lay_start:
+                ev_t, ev_r, tmp_t, tmp_r, m = _add_layer_spikes(out_t, out_nrn, lay_start, n_out, n_in, t_end, ev_t, ev_r,
+                                                                tmp_t, tmp_r, m)
         n_smp = n_out - out_start
         s_cnt, s_t, s_n = _grow(s_cnt, n_smp + 1), _grow(s_t, n_smp), _grow(s_n, n_smp)
         _sort_spikes(out_t, out_nrn, out_start, n_out, t_end, s_cnt, s_t, s_n)

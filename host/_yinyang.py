@@ -26,14 +26,7 @@ _WORDS_PER_SAMPLE, _MIN_WORDS = 48, 4096  # raw generator words drawn ahead (a s
 
 def yin_yang_class(x: float, y: float, *, r_small: float = 0.1, r_big: float = 0.5) -> int:
     """Class of a point inside the big circle: 2 in either dot, else 1 (yin) or 0 (yang)."""
-    d_right = math.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
-    d_left = math.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
-    c1 = d_right <= r_small
-    c2 = r_small < d_left <= 0.5 * r_big
-    c3 = y > r_big and d_right > 0.5 * r_big
-    if d_right < r_small or d_left < r_small:
-        return 2
-    return int(c1 or c2 or c3)
+    return int(_class_of(float(x), float(y), float(r_small), float(r_big)))
 
 
 def yin_yang(size: int, seed: int, *, r_small: float = 0.1, r_big: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +93,7 @@ def _draw_yin_yang(words, i, r_small, r_big, x_out, labels):
 
 @njit(cache=True)
 def _class_of(x, y, r_small, r_big):
-    """yin_yang_class, compiled."""
+    """The reference's class rule (its criteria, in its order)."""
     d_right = math.sqrt((x - 1.5 * r_big) ** 2 + (y - r_big) ** 2)
     d_left = math.sqrt((x - 0.5 * r_big) ** 2 + (y - r_big) ** 2)
     c1 = d_right <= r_small
