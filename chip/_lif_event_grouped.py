@@ -11,23 +11,23 @@ goes through the distinct times of its event stream together:
    the weights of all events at the interval's start; propagation is then a few multiply-adds) and
    looks for a crossing in each interval: u at the interval's end at or above theta, or, only when u
    rises at the start, falls at the end and a cheap bound does not rule it out, the exact peak;
-3. the crossings of the layer are then solved together: the safeguarded Newton iteration of
-   ``_lif_closed_form._root`` run in lock-step over all of them, with its exponentials vectorised.
+3. the crossings of the layer are then solved together (``_solve_crossings``: the safeguarded
+   iteration of ``_lif_closed_form._root`` with Halley steps from a cubic Hermite start, in lock-step
+   over all of them, its exponentials vectorised).
 
 This path assumes what makes it fast: a neuron's first spike ends its trial (its refractory period
 reaches past t_end) and theta > 0 (a neuron at rest is below threshold). A neuron where either fails
-(or whose crossing falls in an interval that starts less than t_ref before t_end) is integrated alone by
-``_lif_event_layered._neuron_through``, exactly as the layered kernel would. A layer whose neurons
-hear few of the stream's events (a sparse layer) goes neuron by neuron too: the interval pass costs
-neurons x intervals, the other one the deliveries.
+(its crossing is solved at once when its interval starts less than t_ref before t_end, to know) is
+integrated alone by ``_lif_event_layered._neuron_through``, exactly as the layered kernel would. A layer
+whose neurons hear few of the stream's events (a sparse layer) goes neuron by neuron too: the interval
+pass costs neurons x intervals, the other one the deliveries.
 
 Results: the same spikes as the event queue up to rounding (spike times agree to ~1e-13 us, tested);
 not bit-identical, because propagations are grouped differently and the exponentials are ``_vexp``'s
-(<= 2 ulp) rather than libm's. Deterministic: a sample's spikes depend only on that sample's inputs.
+(<= 1 ulp from libm's). Deterministic: a sample's spikes depend only on that sample's inputs.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 from numba import njit
@@ -157,6 +157,7 @@ def _solve_crossings(nj, job_k, job_u, job_c, job_th, job_hi, job_flo, job_fhi, 
     for p in range(na):  # not settled in 200 rounds: the last iterate (as _root)
         res[idx[p]] = x[p]
 
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grow(a, need):
     if a.shape[0] >= need:
@@ -182,10 +183,9 @@ def _run_grouped(wt, wl, n_in, order, layer_ptr, fill, nc, v_leak, v_reset, thet
     no_pq_ptr = np.zeros(n + 1, np.int64)
     no_pq_idx = np.zeros(0, np.int64)
     no_v_probe = np.zeros((0, 0, 0))
-    cap = 64
-    ev_t, ev_r = np.empty(cap), np.empty(cap, np.int64)
-    tmp_t, tmp_r = np.empty(cap), np.empty(cap, np.int64)
-    g_start, g_t = np.empty(cap + 1, np.int64), np.empty(cap)
+    ev_t, ev_r = np.empty(64), np.empty(64, np.int64)
+    tmp_t, tmp_r = np.empty(64), np.empty(64, np.int64)
+    g_start, g_t = np.empty(65, np.int64), np.empty(64)
     arg_s, arg_m, tab_e, tab_x, g_sum = np.empty(256), np.empty(256), np.empty(256), np.empty(256), np.empty(256)
     g_dt = np.empty(64)
     job_k, job_t0 = np.empty(64, np.int64), np.empty(64)
