@@ -166,14 +166,12 @@ def _load_sample(in_t, in_src, ib, ie, ev_t, ev_r, tmp_t, tmp_r):
 
 
 @njit(cache=True, nogil=True)
-def _add_layer_spikes(out_t, out_nrn, lay_start, n_out, n_in, t_end, ev_t, ev_r, tmp_t, tmp_r, m):
+def _add_layer_spikes(out_t, out_nrn, lay_start, n_out, n_in, t_end, ev_t, ev_r, tmp_t, tmp_r, m, s_cnt, s_t, s_n, sp_r):
     """Put a layer's spikes [lay_start, n_out) of the output in record order (in place) and merge them
     into the stream (ev_t, ev_r)[:m] as rows n_in + neuron; returns the grown or swapped buffers and
-    the stream's new length."""
+    the stream's new length. s_cnt, s_t, s_n, sp_r: scratch of >= n_out - lay_start + 1 elements."""
     n_new = n_out - lay_start
-    _sort_spikes(out_t, out_nrn, lay_start, n_out, t_end, np.empty(n_new + 1, np.int64), np.empty(n_new),
-                 np.empty(n_new, out_nrn.dtype))
-    sp_r = np.empty(n_new, np.int64)
+    _sort_spikes(out_t, out_nrn, lay_start, n_out, t_end, s_cnt, s_t, s_n)
     for i in range(n_new):
         sp_r[i] = out_nrn[lay_start + i] + n_in
     if m + n_new > ev_t.shape[0]:
@@ -181,8 +179,38 @@ def _add_layer_spikes(out_t, out_nrn, lay_start, n_out, n_in, t_end, ev_t, ev_r,
         grown_t, grown_r = np.empty(cap), np.empty(cap, np.int64)
         grown_t[:m], grown_r[:m] = ev_t[:m], ev_r[:m]
         ev_t, ev_r, tmp_t, tmp_r = grown_t, grown_r, np.empty(cap), np.empty(cap, np.int64)
-    m = _merge_spikes(ev_t, ev_r, m, out_t[lay_start:n_out], sp_r, n_in, tmp_t, tmp_r)
+    m = _merge_spikes(ev_t, ev_r, m, out_t[lay_start:n_out], sp_r[:n_new], n_in, tmp_t, tmp_r)
     return tmp_t, tmp_r, ev_t, ev_r, m
+
+
+@njit(cache=True, nogil=True)
+def _merge_sorted_runs(t, nrn, lo, mid, hi, buf_t, buf_n):
+    """Merge [lo, mid) and [mid, hi) of (t, nrn), each in record order (t, neuron), into one run in
+    place: the same order a sort of [lo, hi) gives (no two spikes share both keys). buf_t, buf_n: >= hi - lo."""
+    i, j, o = lo, mid, 0
+    while i < mid and j < hi:
+        if t[j] < t[i] or (t[j] == t[i] and nrn[j] < nrn[i]):
+            buf_t[o], buf_n[o] = t[j], nrn[j]
+            j += 1
+        else:
+            buf_t[o], buf_n[o] = t[i], nrn[i]
+            i += 1
+        o += 1
+    while i < mid:
+        buf_t[o], buf_n[o] = t[i], nrn[i]
+        i += 1
+        o += 1
+    for p in range(o):  # what is left of [mid, hi) is in place already
+        t[lo + p], nrn[lo + p] = buf_t[p], buf_n[p]
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, need):
+    """a, or a new array of at least need elements (same dtype) when a is shorter."""
+    if a.shape[0] >= need:
+        return a
+    return np.empty(max(need, 2 * a.shape[0]), a.dtype)
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _run_layered(wt, n_in, order, layer_ptr, nc, v_leak, v_reset, theta0, t_ref, th_off, use_off, in_t, in_src,
@@ -198,6 +226,7 @@ def _run_layered(wt, n_in, order, layer_ptr, nc, v_leak, v_reset, theta0, t_ref,
     u_reset = v_reset - v_leak
     ev_t, ev_r = np.empty(64), np.empty(64, np.int64)
     tmp_t, tmp_r = np.empty(64), np.empty(64, np.int64)
+    s_cnt, s_t, s_n, s_r = np.empty(128, np.int64), np.empty(128), np.empty(128, out_nrn.dtype), np.empty(128, np.int64)
     smp, n_out = cursor[_C_SMP], cursor[_C_OUT]
     while smp < n_samples:
         out_start = n_out
@@ -215,12 +244,16 @@ def _run_layered(wt, n_in, order, layer_ptr, nc, v_leak, v_reset, theta0, t_ref,
                         cursor[_C_SMP], cursor[_C_OUT] = smp, out_start
                     status[0], status[1], status[2] = smp, out_start, code
                     return
-            if lay + 1 < n_layers and n_out > lay_start:
+            n_new = n_out - lay_start
+            s_cnt, s_t, s_r = _grow(s_cnt, n_out - out_start + 1), _grow(s_t, n_out - out_start), _grow(s_r, n_new)
+            s_n = _grow(s_n, n_out - out_start)
+            if lay + 1 < n_layers and n_new > 0:
                 ev_t, ev_r, tmp_t, tmp_r, m = _add_layer_spikes(out_t, out_nrn, lay_start, n_out, n_in, t_end, ev_t, ev_r,
-                                                                tmp_t, tmp_r, m)
-        n_smp = n_out - out_start
-        _sort_spikes(out_t, out_nrn, out_start, n_out, t_end, np.empty(n_smp + 1, np.int64), np.empty(n_smp),
-                     np.empty(n_smp, out_nrn.dtype))
+                                                                tmp_t, tmp_r, m, s_cnt, s_t, s_n, s_r)
+            elif n_new > 1:
+                _sort_spikes(out_t, out_nrn, lay_start, n_out, t_end, s_cnt, s_t, s_n)
+            if lay_start > out_start and n_new > 0:  # the sample's spikes so far are one run in record order
+                _merge_sorted_runs(out_t, out_nrn, out_start, lay_start, n_out, s_t, s_n)
         smp += 1
     cursor[_C_SMP], cursor[_C_OUT] = smp, n_out
     status[0], status[1], status[2] = n_samples, n_out, DONE
