@@ -18,6 +18,7 @@ or one with injected parameter noise): the mismatch study trains its reference w
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, NamedTuple
@@ -112,6 +113,10 @@ class SurrogateConfig:
         for name, value in SURROGATE_TASK_DEFAULTS[self.task].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if not (self.lr > 0.0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
         for name in ("epochs", "batch_size", "n_hidden", "n_steps", "duplicates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

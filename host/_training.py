@@ -13,6 +13,7 @@ Schemes (DESIGN.md, "Learning schemes"):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -75,6 +76,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.learning not in LEARNING_SCHEMES:
             raise ValueError(f"learning must be one of {', '.join(LEARNING_SCHEMES)}, got {self.learning!r}")
+        if not (self.lr > 0.0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay}")
         for name in ("epochs", "batch_size", "n_train", "n_test", "n_hidden", "duplicates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

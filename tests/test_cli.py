@@ -69,3 +69,17 @@ def test_a_command_imports_only_its_own_module(capsys):
         main(["--help"])
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("run", "train", "demo", "conformance", "replay", "sweep", "compare"))
+
+
+def test_lr_and_its_decay_reach_the_training_config_and_bad_values_are_one_clear_line(capsys):
+    from neurosplit.host.cli import _parser
+    from neurosplit.host.cli._train import train_config
+
+    args = _parser().parse_args(["train", "yinyang", "--lr", "0.5", "--lr-decay", "0.9"])
+    cfg = train_config(args)
+    assert (cfg.lr, cfg.lr_decay) == (0.5, 0.9)
+    args = _parser().parse_args(["train", "yinyang", "--learning", "host-surrogate", "--lr-decay", "0.8"])
+    assert train_config(args).lr_decay == 0.8
+    assert main(["train", "yinyang", "--lr-decay", "1.5", "--no-calibrate"]) == 2
+    err = capsys.readouterr().err
+    assert "lr_decay must lie in (0, 1], got 1.5" in err and "Traceback" not in err

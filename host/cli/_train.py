@@ -22,7 +22,9 @@ def add_train_arguments(p, *, epochs_default=None) -> None:
     p.add_argument("--learning", choices=LEARNING_SCHEMES, default="on-chip-eventprop")
     p.add_argument("--epochs", type=int, default=epochs_default)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="Adam step in 6-bit weight codes (default: the scheme's own)")
+    p.add_argument("--lr-decay", type=float, metavar="FACTOR",
+                   help="the step is multiplied by FACTOR after each epoch, in (0, 1] (default: the scheme's own)")
     p.add_argument("--n-train", type=int)
     p.add_argument("--n-test", type=int)
     p.add_argument("--hidden", type=int)
@@ -41,11 +43,12 @@ def train_config(args) -> TrainConfig | SurrogateConfig:
     if args.learning == "host-surrogate":  # its own defaults per task (host/_surrogate.py)
         return SurrogateConfig(task=task, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                                n_train=args.n_train, n_test=args.n_test, n_hidden=args.hidden,
-                               **({} if args.lr is None else {"lr": args.lr}))
+                               **{k: v for k, v in (("lr", args.lr), ("lr_decay", args.lr_decay)) if v is not None})
     if task != "yinyang":
         raise ValueError(f"the EventProp schemes train yinyang; {task} trains with --learning host-surrogate")
     cfg = TrainConfig(learning=args.learning, seed=args.seed)
-    fields = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "n_train": args.n_train,
+    fields = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
+              "n_train": args.n_train,
               "n_test": args.n_test, "n_hidden": args.hidden}
     return replace(cfg, **{k: v for k, v in fields.items() if v is not None})
 
