@@ -305,6 +305,7 @@ class _Plan:
 
 
 _PLAN_LOCK = threading.Lock()
+_GROUPED_CAPACITY = 1 << 22  # spikes the first output buffer of a block holds at most (64 MiB); it grows beyond
 _LAST_PLAN: list = []  # [(w copy, params copies, plan)]: the last network simulated
 
 
@@ -426,7 +427,10 @@ def simulate_events(w_lsb, params, in_t_us, in_src, in_sample, n_samples, t_end_
                             v_probe, max_spikes, *state, cursor, out_t, out_nrn, out_smp, status)
 
         n_inputs = int(inp.offsets[hi] - inp.offsets[lo])
-        capacity = min((hi - lo) * max_spikes, 2 * n_inputs + 8 * n + 64)
+        if grouped:  # its neurons fire about once a trial: room for that saves regrowing the buffers
+            capacity = min((hi - lo) * max_spikes, (hi - lo) * (n + n // 8) + 64, _GROUPED_CAPACITY)
+        else:
+            capacity = min((hi - lo) * max_spikes, 2 * n_inputs + 8 * n + 64)
         return collect_spikes_resumable(run, capacity, max_spikes)
 
     # a thread pays off from ~32 samples on with the layer-at-a-time kernel (~20-40 us a Yin-Yang sample)

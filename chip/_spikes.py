@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import numpy as np
+from numba import njit
 
 __all__ = ["SpikeRecord", "SpikeLimitError"]
 
@@ -124,13 +125,27 @@ def collect_spikes_resumable(run: Callable[..., None], capacity: int,
     return _in_record_order(out_t[:n_done].copy(), out_n[:n_done].copy(), out_s[:n_done].copy())
 
 
+@njit(cache=True, nogil=True)
+def _is_record_order(t, nrn, smp) -> bool:
+    """Whether (smp, t, nrn) strictly increase, in one pass (numpy's diffs and masks took ~1.2 us of a
+    ~27 us Yin-Yang sample). A NaN time makes it False, as the mask did."""
+    for i in range(1, t.shape[0]):
+        if smp[i] > smp[i - 1]:
+            continue
+        if smp[i] < smp[i - 1]:
+            return False
+        if t[i] > t[i - 1]:
+            continue
+        if not (t[i] == t[i - 1] and nrn[i] > nrn[i - 1]):
+            return False
+    return True
+
+
 def _in_record_order(t: np.ndarray, nrn: np.ndarray, smp: np.ndarray) -> SpikeRecord:
-    if t.size > 1:
-        # Kernels emit in event order; simultaneous spikes of a cascade may come out of neuron order.
-        ds, dt, dn = np.diff(smp), np.diff(t), np.diff(nrn)
-        if not np.all((ds > 0) | ((ds == 0) & ((dt > 0) | ((dt == 0) & (dn > 0))))):
-            order = np.lexsort((nrn, t, smp))
-            t, nrn, smp = t[order], nrn[order], smp[order]
+    # Kernels emit in event order; simultaneous spikes of a cascade may come out of neuron order.
+    if t.size > 1 and not _is_record_order(t, nrn, smp):
+        order = np.lexsort((nrn, t, smp))
+        t, nrn, smp = t[order], nrn[order], smp[order]
     return SpikeRecord(t, nrn, smp)
 
 
