@@ -51,3 +51,52 @@ def test_threads_must_be_positive():
     args, _ = _case(4)
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         simulate_events(*args, threads=0)
+
+
+def _yinyang_core(threads: int):
+    from neurosplit.chip import AnalogCore, CoreConfig
+    from neurosplit.host._network import place
+    from neurosplit.host._training import TrainConfig, build_network
+    from neurosplit.protocol import WriteWeights
+
+    cfg = TrainConfig(n_hidden=30)
+    placement = place(build_network(cfg))
+    core = AnalogCore(CoreConfig(calibrate=False, threads=threads), chip_seed=3, seed=11)
+    core.configure_neurons(placement.neurons)
+    core.configure_rows(placement.rows)
+    core.write_weights(WriteWeights(request_id=0, row=placement.weight_rows, column=placement.weight_columns,
+                                    weight=placement.weight_block))
+    return core, cfg, build_network(cfg)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_core_shares_a_spikes_only_run_between_threads_with_the_same_stream(threads):
+    """The core hands each thread a block of samples from trial noise to output labels: the stream
+    equals one thread's and the serial composition of the same steps (noise, integrator, ticks, labels)."""
+    from neurosplit.chip._core_kernels import playback_inputs, spike_stream
+    from neurosplit.chip._mismatch import threshold_jitter
+    from neurosplit.host._training import encode_batch
+    from neurosplit.host._yinyang import yin_yang
+    from neurosplit.protocol import TICKS_PER_US, RunRequest, SpikeBatch
+
+    streams = []
+    for n_threads in (1, threads):
+        core, cfg, net = _yinyang_core(n_threads)
+        x, _ = yin_yang(150, 5)
+        t, lab, smp = encode_batch(x, cfg, net.input_label)
+        core.start_run(RunRequest(run_id=4, n_samples=150, sample_ticks=cfg.sample_ticks))
+        out = core.feed(SpikeBatch(run_id=4, t_ticks=t, label=lab, sample=smp, horizon_ticks=150 * cfg.sample_ticks))
+        streams.append(next(m for m in out if isinstance(m, SpikeBatch)))
+    one, many = streams
+    assert one.t_ticks.size > 150
+    for f in ("t_ticks", "label", "sample"):
+        assert np.array_equal(getattr(one, f), getattr(many, f)) and getattr(one, f).dtype == getattr(many, f).dtype
+    # the same steps composed by hand, one block
+    t_us, src, in_smp, _ = playback_inputs(t, lab, smp, 0, 150, core._src_of_label(), cfg.sample_ticks)
+    jitter = threshold_jitter(11, 4, 150, core._circuits, core.die.spec)
+    spikes = simulate_events(core.weights_lsb(), core.realised(), t_us, src, in_smp, 150,
+                             cfg.sample_ticks / TICKS_PER_US, v_th_offset_lsb=jitter).spikes
+    ref = spike_stream(np.floor(spikes.t_us * TICKS_PER_US).astype(np.int64), spikes.neuron, spikes.sample, 0,
+                       cfg.sample_ticks, core._circuits)
+    for a, b in zip(ref, (many.t_ticks, many.label, many.sample)):
+        assert np.array_equal(a, b)
