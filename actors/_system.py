@@ -55,7 +55,7 @@ class SystemConfig:
     chip_seed: int = 0
     link_buffer: int = 4
     window: int = 4
-    chunk_events: int = 4096
+    chunk_events: int = 65536
     lanes: EventLaneModel = field(default_factory=EventLaneModel)
     core: CoreConfig = field(default_factory=CoreConfig)
     ppu: PpuConfig = field(default_factory=PpuConfig)
