@@ -6,14 +6,21 @@ event times in every neuron (25 inputs at 5 distinct times; then ~100 hidden spi
 goes through the distinct times of its event stream together:
 
 1. the propagation factors exp(-dt/tau_slow) and expm1(-dt |1/tau_syn - 1/tau_mem|) of every (neuron,
-   interval between consecutive distinct times) are computed in one vectorised pass (``_vexp``);
-2. each neuron runs through its intervals with the closed form of ``_lif_closed_form`` (deliveries add
-   the weights of all events at the interval's start; propagation is then a few multiply-adds) and
-   looks for a crossing in each interval: u at the interval's end at or above theta, or, only when u
-   rises at the start, falls at the end and a cheap bound does not rule it out, the exact peak;
+   interval between consecutive distinct times) are computed in one vectorised pass (``_vexp``); a
+   wide layer (>= 8 neurons) stores them interval-major, so that the loops below run over its neurons;
+2. the closed form of ``_lif_closed_form`` takes each neuron through its intervals (deliveries add
+   the weights of all events at the interval's start; propagation is then a few multiply-adds) up to
+   the first interval that may hold a crossing: u at the interval's end at or above theta, or u rising
+   at the start, falling at the end and a cheap bound not ruling it out. A wide layer does this for
+   all its neurons at once in one branch-free pass; then each neuron so marked goes on alone from
+   there, where a peak is looked at exactly (is u at its critical point above theta?);
 3. the crossings of the layer are then solved together (``_solve_crossings``: the safeguarded
    iteration of ``_lif_closed_form._root`` with Halley steps from a cubic Hermite start, in lock-step
-   over all of them, its exponentials vectorised).
+   over all of them, its exponentials vectorised; while most are open a round is one branch-free
+   pass over all of them).
+
+A layer's spikes are sorted (counting sort) and merged into the stream for the next layer and into
+the sample's spikes so far, which stay one sorted run, so no sample is sorted twice.
 
 This path assumes what makes it fast: a neuron's first spike ends its trial (its refractory period
 reaches past t_end) and theta > 0 (a neuron at rest is below threshold). A neuron where either fails
